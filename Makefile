@@ -1,0 +1,70 @@
+# Two commands on a fresh Debian/Ubuntu machine: `make run` (or `make demo`) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+ARGS   ?=
+APT    := DEBIAN_FRONTEND=noninteractive apt-get
+
+.PHONY: run demo test lint format typecheck dashboards check-dashboards bench tools venv clean
+
+run: venv ## Watch mempool.space (flags via ARGS="--threshold-btc 500 ...")
+	$(PY) -m exporter run $(ARGS)
+
+demo: venv ## Offline: the built-in simulated mempool on loopback
+	$(PY) -m exporter demo $(ARGS)
+
+test: venv tools ## Every test, against real DuckDB, sockets, Prometheus and Alertmanager
+	$(PY) -m pytest $(ARGS)
+
+lint: venv ## ruff and mypy
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+format: venv
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+dashboards: venv ## Regenerate grafana/dashboards/*.json from grafana/generate.py
+	$(PY) grafana/generate.py
+
+bench: venv ## Benchmarks; their figures go in the README
+	$(PY) benchmarks/ingest.py
+	$(PY) benchmarks/notify_latency.py
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "error: Python 3.11 or newer is needed as $(PYTHON)"; exit 1; }
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || $(MAKE) --no-print-directory apt-venv
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+.PHONY: apt-venv
+apt-venv:
+	@if [ "$$(id -u)" = 0 ]; then \
+		$(APT) update -qq && $(APT) install -y -qq python3-venv python3-pip; \
+	else \
+		echo "error: Python's venv module is missing: sudo apt-get install python3-venv"; exit 1; \
+	fi
+
+tools: ## Debian's prometheus (promtool) and prometheus-alertmanager (amtool)
+	@missing=; for b in promtool prometheus amtool prometheus-alertmanager; do \
+		command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing Debian's prometheus and prometheus-alertmanager (missing:$$missing)"; \
+			$(APT) update -qq && $(APT) install -y -qq --no-install-recommends \
+				prometheus prometheus-alertmanager >/dev/null; \
+		else \
+			echo "error: missing$$missing: sudo apt-get install prometheus prometheus-alertmanager"; \
+			exit 1; \
+		fi; \
+	fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,205 @@
+"""Wiring and lifecycle: start-up, serve, shutdown.
+
+Start-up opens the store (migrating it), restores pending whales, binds the HTTP socket and
+starts the long-lived tasks under one TaskGroup. Shutdown stops the stream, drains the frame
+queue, flushes the store, stops the notifier and closes HTTP, within a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from exporter.api import ApiState, build_app
+from exporter.config import AddressBook, Settings, env_name, flag
+from exporter.errors import ConfigError
+from exporter.metrics import Metrics
+from exporter.notify import Notifier
+from exporter.pipeline import Pipeline
+from exporter.rest import MempoolRest
+from exporter.store import Store
+from exporter.stream import StreamClient, StreamOptions, backoff_schedule
+
+log = logging.getLogger(__name__)
+SHUTDOWN_DEADLINE = 4.0
+TICK_SECONDS = 10.0
+REFRESH_SECONDS = 30.0
+RETENTION_SECONDS = 86_400.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: the app owns SIGINT and SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind(settings: Settings) -> socket.socket:
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"{flag('listen')} / {env_name('listen')}: cannot listen on {settings.listen}: "
+            f"{exc.strerror}"
+        ) from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+async def every(seconds: float, job: Callable[[], Awaitable[Any]], *, first: float = 0.0) -> None:
+    """Run `job` forever at a fixed interval; one failure is logged, never fatal."""
+    await asyncio.sleep(first)
+    while True:
+        try:
+            await job()
+        except Exception:
+            log.exception("periodic %s failed", getattr(job, "__name__", "job"))
+        await asyncio.sleep(seconds)
+
+
+async def run(
+    settings: Settings,
+    book: AddressBook,
+    *,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[int], None] | None = None,
+    backoff: Callable[[int], float] | None = None,
+    registry: CollectorRegistry | None = None,
+    handle_signals: bool = True,
+) -> None:
+    """Run the exporter until `stop` is set (or SIGINT/SIGTERM arrive)."""
+    stop = stop or asyncio.Event()
+    registry = registry or CollectorRegistry()
+    metrics = Metrics(registry)
+    store = Store(settings.db)
+    try:
+        await store.open()
+    except Exception as exc:
+        raise ConfigError(
+            f"{flag('db')} / {env_name('db')}: cannot open {settings.db}: {exc}"
+        ) from None
+    sock = None
+    rest = MempoolRest(
+        settings.rest_url, timeout=settings.rest_timeout, concurrency=settings.rest_concurrency
+    )
+    try:
+        sock = bind(settings)
+        notifier = Notifier(settings, metrics, store)
+        await notifier.start()
+        pipeline = Pipeline(settings, metrics, store, rest, book, notifier=notifier)
+        await pipeline.restore()
+        await _serve(settings, metrics, registry, store, pipeline, notifier, sock, stop,
+                     on_ready, backoff, handle_signals)  # fmt: skip
+    finally:
+        await rest.aclose()
+        await store.close()
+        if sock is not None:
+            sock.close()
+
+
+async def _serve(
+    settings: Settings,
+    metrics: Metrics,
+    registry: CollectorRegistry,
+    store: Store,
+    pipeline: Pipeline,
+    notifier: Notifier,
+    sock: socket.socket,
+    stop: asyncio.Event,
+    on_ready: Callable[[int], None] | None,
+    backoff: Callable[[int], float] | None,
+    handle_signals: bool,
+) -> None:
+    def on_state(state: str) -> None:
+        metrics.set_state(state)
+        if state in ("reconnecting", "failed"):
+            metrics.reconnects.inc()
+
+    stream = StreamClient(
+        StreamOptions(
+            settings.ws_url,
+            ping_interval=settings.ping_interval,
+            stale_after=settings.stale_after,
+            max_frame_bytes=settings.max_frame_mb * 2**20,
+        ),
+        pipeline.on_frame,
+        on_state=on_state,
+        on_connected=pipeline.on_connected,
+        backoff=backoff
+        or backoff_schedule(settings.reconnect_min_delay, settings.reconnect_max_delay),
+    )
+
+    def since_frame() -> float | None:
+        last = stream.last_frame_at
+        return None if last is None else time.monotonic() - last
+
+    state = ApiState(
+        settings=settings,
+        registry=registry,
+        store=store,
+        stream_connected=lambda: stream.connected,
+        seconds_since_frame=since_frame,
+        accuracy=pipeline.accuracy.snapshot,
+        relay=notifier.relay,
+        started_at=time.time(),
+    )
+    server = _Server(
+        uvicorn.Config(
+            build_app(state), log_config=None, access_log=False, lifespan="off", server_header=False
+        )
+    )
+    loop = asyncio.get_running_loop()
+    if handle_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(server.serve(sockets=[sock]))
+            delivery = group.create_task(notifier.run())
+            consumer = group.create_task(pipeline.consume())
+            background = [
+                group.create_task(stream.run()),
+                group.create_task(pipeline.resync_loop()),
+                group.create_task(every(TICK_SECONDS, pipeline.tick, first=TICK_SECONDS)),
+                group.create_task(every(REFRESH_SECONDS, pipeline.refresh_from_rest)),
+                group.create_task(every(RETENTION_SECONDS, pipeline.retention)),
+            ]
+            # The socket is already listening: early requests wait in its backlog.
+            port = sock.getsockname()[1]
+            log.info("serving on http://%s:%d (metrics at /metrics)", settings.host, port)
+            if on_ready is not None:
+                on_ready(port)
+            await stop.wait()
+            log.info("shutting down")
+            for task in background:
+                task.cancel()
+            try:
+                async with asyncio.timeout(SHUTDOWN_DEADLINE):
+                    await pipeline.queue.join()
+                    consumer.cancel()
+                    await pipeline.flush()
+                    await notifier.close(timeout=1.5)
+            except TimeoutError:
+                log.warning("shutdown deadline passed; cancelling what is left")
+            consumer.cancel()
+            delivery.cancel()
+            server.should_exit = True
+    finally:
+        if handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)

@@ -1,0 +1,247 @@
+"""Settings: one frozen object built once from flags and `WHALE_*` environment variables.
+
+Flags win over the environment, the environment over defaults. Every problem is reported
+together, each on one line naming the flag and the variable; nothing else reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from exporter.errors import ConfigError
+
+ENV_PREFIX = "WHALE_"
+DEFAULT_PORT = 9743
+SATS_PER_BTC = 100_000_000
+MAX_BTC = 21_000_000
+
+
+class Settings(BaseSettings):
+    """Every setting of the exporter, validated at start."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+
+    mempool_url: str = Field(
+        "https://mempool.space",
+        description="Base URL of a mempool.space instance, network prefix included",
+    )
+    db: Path = Field(Path("data/whales.duckdb"), description="DuckDB file")
+    listen: str = Field(f"0.0.0.0:{DEFAULT_PORT}", description="HOST:PORT of the HTTP server")
+    threshold_btc: float = Field(100.0, gt=0, le=MAX_BTC, description="Whale threshold in BTC")
+    threshold_usd: float | None = Field(
+        None, gt=0, description="Optional threshold in USD; a whale passes either threshold"
+    )
+    exchange_addresses: Path | None = Field(
+        None, description="CSV file with a header and columns address,entity"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="")
+    log_format: Literal["text", "json"] = Field("text", description="Log line format")
+    stale_after: float = Field(
+        90.0, ge=5, description="Seconds without a frame before the stream counts as stale"
+    )
+    ping_interval: float = Field(
+        30.0, gt=0, description="Seconds of silence before the client pings the server"
+    )
+    reconnect_min_delay: float = Field(1.0, ge=0, description="Minimum reconnect delay (s)")
+    reconnect_max_delay: float = Field(60.0, gt=0, description="Maximum reconnect delay (s)")
+    max_frame_mb: int = Field(
+        256, ge=1, le=4096, description="Largest stream frame accepted, in MiB"
+    )
+    backfill: bool = Field(True, description="Recover missed whales after start, reconnect, gap")
+    rest_concurrency: int = Field(4, ge=1, le=32, description="Parallel REST requests at most")
+    rest_timeout: float = Field(10.0, gt=0, description="REST request timeout (s)")
+    price_refresh: float = Field(60.0, ge=5, description="Seconds between price refreshes")
+    max_pending_days: float = Field(
+        14.0, gt=0, description="Days pending before a whale is checked for expiry"
+    )
+    retention_days: int = Field(90, ge=1, description="Days of signals and outcomes kept")
+    apprise_urls: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        (), description="Apprise destination URLs (repeatable flag; env: comma/space separated)"
+    )
+    apprise_config: Path | None = Field(None, description="Apprise config file (YAML or TEXT)")
+    alert_rules: Path | None = Field(None, description="Notification routing rules (YAML)")
+    notify_rate_per_minute: int = Field(
+        10, ge=1, description="Alerts per minute per destination before folding into a digest"
+    )
+    notify_timeout: float = Field(10.0, gt=0, description="Timeout of one Apprise send (s)")
+    notify_retries: int = Field(3, ge=0, le=10, description="Retries of a failed send")
+    alertmanager_token: SecretStr | None = Field(
+        None, description="Bearer token required on POST /alertmanager"
+    )
+
+    @field_validator("mempool_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        if parts.query or parts.fragment:
+            raise ValueError("must not carry a query or fragment")
+        return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("must be HOST:PORT with a port from 0 to 65535")
+        return value
+
+    @field_validator("apprise_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part for part in re.split(r"[,\s]+", value) if part)
+        return value
+
+    @field_validator("apprise_urls")
+    @classmethod
+    def _check_apprise(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for url in value:
+            if "://" not in url.get_secret_value():
+                raise ValueError("each URL must look like scheme://...")
+        return value
+
+    @property
+    def ws_url(self) -> str:
+        """The stream endpoint: `<base>/api/v1/ws`, http→ws and https→wss."""
+        scheme, rest = self.mempool_url.split("://", 1)
+        return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/api/v1/ws"
+
+    @property
+    def rest_url(self) -> str:
+        """The REST base: `<base>/api`."""
+        return f"{self.mempool_url}/api"
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def threshold_sats(self) -> int:
+        return round(self.threshold_btc * SATS_PER_BTC)
+
+    def explorer_tx_url(self, txid: str) -> str:
+        return f"{self.mempool_url}/tx/{txid}"
+
+
+def flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    field = str(error["loc"][0]) if error["loc"] else "?"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return f"unknown setting {field}"
+    return f"{flag(field)} / {env_name(field)}: {message}"
+
+
+def load(cli: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from flag values (None = not given) and the environment.
+
+    Raises ConfigError whose message holds one line per invalid setting.
+    """
+    given = {key: value for key, value in cli.items() if value is not None}
+    try:
+        settings = Settings(**given) if environ is None else _with_environ(environ, given)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_describe(e) for e in exc.errors())) from None
+    problems = []
+    if settings.reconnect_max_delay < settings.reconnect_min_delay:
+        problems.append(f"{flag('reconnect_max_delay')}: must be >= --reconnect-min-delay")
+    for name in ("exchange_addresses", "apprise_config", "alert_rules"):
+        path = getattr(settings, name)
+        if path is not None and not path.is_file():
+            problems.append(f"{flag(name)} / {env_name(name)}: no such file: {path}")
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return settings
+
+
+def _with_environ(environ: Mapping[str, str], given: dict[str, Any]) -> Settings:
+    # Tests pass an explicit environment; pydantic-settings reads os.environ, so swap it in.
+    import os
+
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(environ)
+        return Settings(**given)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting; defaults stay None so the environment can fill them."""
+    for name, info in Settings.model_fields.items():
+        kwargs: dict[str, Any] = {"default": None, "dest": name}
+        help_text = f"{info.description} (env {env_name(name)}; default {info.default!r})"
+        if name == "apprise_urls":
+            kwargs.update(action="append", metavar="URL")
+        elif info.annotation is bool:
+            kwargs.update(action=argparse.BooleanOptionalAction)
+        else:
+            kwargs.update(metavar=name.split("_")[-1].upper())
+        parser.add_argument(flag(name), help=help_text.replace("%", "%%"), **kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class AddressBook:
+    """Exchange addresses: address -> entity name."""
+
+    entities: Mapping[str, str]
+
+    def entity(self, address: str | None) -> str | None:
+        return self.entities.get(address) if address else None
+
+    def __len__(self) -> int:
+        return len(self.entities)
+
+
+def load_address_book(path: Path | None) -> AddressBook:
+    """Read `address,entity` CSV (header required, extra columns ignored)."""
+    if path is None:
+        return AddressBook({})
+    setting = f"{flag('exchange_addresses')} / {env_name('exchange_addresses')}"
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            header = [name.strip().lower() for name in reader.fieldnames or ()]
+            if "address" not in header or "entity" not in header:
+                raise ConfigError(f"{setting}: {path} needs a header with address,entity")
+            reader.fieldnames = header
+            entities: dict[str, str] = {}
+            for line, row in enumerate(reader, start=2):
+                address = (row.get("address") or "").strip()
+                entity = (row.get("entity") or "").strip()
+                if not address or not entity:
+                    raise ConfigError(f"{setting}: {path} line {line}: empty address or entity")
+                entities[address] = entity
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"{setting}: cannot read {path}: {exc}") from None
+    return AddressBook(entities)
+
+
+def redacted_urls(urls: Sequence[SecretStr]) -> list[str]:
+    """Show only each destination's scheme: tokens live in the rest of the URL."""
+    return [url.get_secret_value().split("://", 1)[0] + "://***" for url in urls]

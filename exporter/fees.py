@@ -1,0 +1,188 @@
+"""The live fee picture, and urgency and confirmation prediction against it. No I/O.
+
+Urgency is the share of the mempool's vbytes that pays a lower fee rate than the whale. The
+projected blocks (`mempool-blocks`) give each block's vsize and its fee-rate percentiles
+(`feeRange`, ascending); within a block, vsize is spread linearly between those percentiles.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from exporter.models import Detection, Scoring, Urgency
+
+BLOCK_VSIZE = 1_000_000
+LEVELS = ("fastest", "half_hour", "hour", "economy", "minimum")
+FEE_KEYS = {
+    "fastestFee": "fastest",
+    "halfHourFee": "half_hour",
+    "hourFee": "hour",
+    "economyFee": "economy",
+    "minimumFee": "minimum",
+}
+# Used only when the instance has sent no fee data at all yet.
+STATIC_LEVELS = {"fastest": 20.0, "half_hour": 10.0, "hour": 5.0, "economy": 2.0, "minimum": 1.0}
+# Fallback score at each recommended level; interpolated linearly in between.
+FALLBACK_ANCHORS = (("minimum", 0.1), ("economy", 0.3), ("hour", 0.5), ("half_hour", 0.7),
+                    ("fastest", 0.9))  # fmt: skip
+# Fallback prediction: blocks expected at each level (fastest = next block, ...).
+FALLBACK_BLOCKS = (("fastest", 1), ("half_hour", 3), ("hour", 6), ("economy", 144))
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectedBlock:
+    vsize: float
+    n_tx: int
+    median_fee: float
+    fee_range: tuple[float, ...]  # ascending percentiles, min to max
+
+
+@dataclass(frozen=True, slots=True)
+class FeePicture:
+    """What the instance last said about the mempool; any part may be missing."""
+
+    blocks: tuple[ProjectedBlock, ...] = ()
+    blocks_at: float | None = None
+    recommended: Mapping[str, float] | None = None
+    recommended_at: float | None = None
+    mempool_count: int | None = None
+    mempool_vbytes: float | None = None
+    tip_height: int | None = None
+    price_usd: float | None = None
+
+    def fresh_blocks(self, now: float, max_age: float) -> tuple[ProjectedBlock, ...]:
+        fresh = self.blocks_at is not None and now - self.blocks_at <= max_age
+        return self.blocks if fresh else ()
+
+
+def parse_mempool_blocks(items: Sequence[Any]) -> tuple[ProjectedBlock, ...]:
+    """Validate a `mempool-blocks` list; malformed entries raise ValueError."""
+    blocks = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise ValueError("projected block is not an object")
+        fee_range = item.get("feeRange") or []
+        rates = sorted(float(rate) for rate in fee_range if _finite(rate))
+        median = item.get("medianFee", rates[len(rates) // 2] if rates else 0.0)
+        vsize: Any = item.get("blockVSize")
+        if not _finite(vsize) or not _finite(median):
+            raise ValueError("projected block without blockVSize or medianFee")
+        median = float(median)
+        n_tx = item.get("nTx")
+        blocks.append(
+            ProjectedBlock(float(vsize), n_tx if isinstance(n_tx, int) else 0, median, tuple(rates))
+        )
+    return tuple(blocks)
+
+
+def parse_fees(item: Mapping[str, Any]) -> dict[str, float]:
+    """`fees` message or REST /v1/fees/recommended -> {level: sat/vB}."""
+    levels = {name: float(item[key]) for key, name in FEE_KEYS.items() if _finite(item.get(key))}
+    if len(levels) != len(FEE_KEYS):
+        raise ValueError("fees without all five levels")
+    return levels
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def share_below(rate: float, blocks: Sequence[ProjectedBlock]) -> float:
+    """Share of the projected mempool's vbytes that pays less than `rate`."""
+    total = sum(block.vsize for block in blocks)
+    if total <= 0:
+        return 1.0
+    below = sum(block.vsize * _fraction_below(rate, block.fee_range) for block in blocks)
+    return min(max(below / total, 0.0), 1.0)
+
+
+def _fraction_below(rate: float, points: tuple[float, ...]) -> float:
+    if not points:
+        return 0.5
+    if rate <= points[0]:
+        return 0.0
+    if rate > points[-1]:
+        return 1.0
+    i = bisect.bisect_left(points, rate)  # points[i-1] < rate <= points[i]
+    low, high = points[i - 1], points[i]
+    step = 1 / (len(points) - 1)
+    within = (rate - low) / (high - low) if high > low else 0.0
+    return (i - 1 + within) * step
+
+
+def fallback_score(rate: float, levels: Mapping[str, float]) -> float:
+    """Urgency from the five recommended levels alone, when no projected blocks are known."""
+    anchors = [(levels[name], score) for name, score in FALLBACK_ANCHORS]
+    if rate <= anchors[0][0]:
+        return anchors[0][1] * rate / anchors[0][0] if anchors[0][0] > 0 else 0.0
+    for (low_rate, low), (high_rate, high) in itertools.pairwise(anchors):
+        if rate <= high_rate:
+            span = high_rate - low_rate
+            return low + (high - low) * ((rate - low_rate) / span if span > 0 else 1.0)
+    top_rate, top = anchors[-1]
+    return min(1.0, top + (1.0 - top) * (rate - top_rate) / top_rate) if top_rate > 0 else 1.0
+
+
+def level_of(score: float) -> Urgency:
+    if score >= 0.7:
+        return Urgency.HIGH
+    if score >= 0.4:
+        return Urgency.MEDIUM
+    return Urgency.LOW
+
+
+def predict_blocks(
+    rate: float,
+    position_block: int | None,
+    blocks: Sequence[ProjectedBlock],
+    levels: Mapping[str, float] | None = None,
+) -> int:
+    """Blocks until confirmation: from `position.block`, else from where the rate falls."""
+    if position_block is not None and position_block < len(blocks) - 1:
+        return position_block + 1
+    if blocks:
+        for index, block in enumerate(blocks[:-1]):
+            floor = block.fee_range[0] if block.fee_range else block.median_fee
+            if rate >= floor:
+                return index + 1
+        # The last projected block aggregates the rest of the mempool.
+        rest = blocks[-1]
+        floor = rest.fee_range[0] if rest.fee_range else rest.median_fee
+        depth = 1 - _fraction_below(rate, rest.fee_range) if rate >= floor else 1.0
+        return len(blocks) - 1 + max(1, math.ceil(depth * rest.vsize / BLOCK_VSIZE))
+    levels = levels or STATIC_LEVELS
+    for name, count in FALLBACK_BLOCKS:
+        if rate >= levels[name]:
+            return count
+    return 1008
+
+
+def score(
+    detection: Detection, picture: FeePicture, now: float, *, max_age: float = 120.0
+) -> Scoring:
+    """Urgency and prediction of one whale against the picture of `now`."""
+    rate = detection.effective_fee_rate
+    blocks = picture.fresh_blocks(now, max_age)
+    if blocks:
+        value, fallback = share_below(rate, blocks), False
+    else:
+        value, fallback = fallback_score(rate, picture.recommended or STATIC_LEVELS), True
+    value = round(value, 4)
+    usd = None
+    if picture.price_usd:
+        usd = round(detection.value_btc * picture.price_usd, 2)
+    return Scoring(
+        urgency_score=value,
+        urgency_level=level_of(value),
+        urgency_fallback=fallback,
+        predicted_blocks=predict_blocks(
+            rate, detection.position_block, blocks, picture.recommended
+        ),
+        tip_height=picture.tip_height,
+        value_usd=usd,
+    )

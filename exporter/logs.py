@@ -1,0 +1,76 @@
+"""Logging set-up: text or JSON lines on stderr, with every known secret masked."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import orjson
+
+MASK = "***"
+
+
+class RedactingFilter(logging.Filter):
+    """Replaces each secret (Apprise URLs and their parts, tokens) in the formatted message."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            for secret in self.secrets:
+                message = message.replace(secret, MASK)
+            record.msg, record.args = message, None
+            if record.exc_info and record.exc_info[1] is not None:
+                text = logging.Formatter().formatException(record.exc_info)
+                for secret in self.secrets:
+                    text = text.replace(secret, MASK)
+                record.exc_text, record.exc_info = text, None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["error"] = record.exc_text
+        return orjson.dumps(entry).decode()
+
+
+def secret_parts(url: str) -> list[str]:
+    """A URL and the pieces of it that are secret on their own (user info, path tokens)."""
+    parts = [url]
+    rest = url.split("://", 1)[-1]
+    userinfo, _, hostpart = rest.rpartition("@")
+    if userinfo:
+        parts += [userinfo, *userinfo.split(":")]
+    path = hostpart.split("/", 1)[1] if "/" in hostpart else ""
+    parts += [p for p in path.replace("?", "/").replace("&", "/").split("/") if len(p) >= 8]
+    return parts
+
+
+def configure(level: str, fmt: str, secrets: Iterable[str] = ()) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter()
+        if fmt == "json"
+        else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    )
+    handler.addFilter(RedactingFilter(secrets))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Libraries that would log URLs (with tokens) or chatter at INFO stay quiet.
+    for name in ("apprise", "httpx", "httpcore", "websockets", "uvicorn.access"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))

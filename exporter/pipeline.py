@@ -1,0 +1,397 @@
+"""The shell around the pure core: frames in; store, metrics and notifications out.
+
+    stream -> decode -> detect/track -> score -> (store, metrics, notify)
+    blocks -> outcomes -> accuracy
+
+All tracker state is touched on the event loop only. Each frame's events are saved in one
+batch and then published; detection latency runs from frame receipt to that point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
+from typing import Any, Protocol
+
+from exporter import backfill
+from exporter.accuracy import WINDOWS, Accuracy
+from exporter.config import AddressBook, Settings
+from exporter.errors import DecodeError, ExporterError, NotFound
+from exporter.fees import FEE_KEYS, FeePicture, parse_fees, parse_mempool_blocks, score
+from exporter.metrics import Metrics
+from exporter.models import SATS_PER_BTC, Detection, Event, EventKind, Flow, Scoring, Signal
+from exporter.protocol import Frame, MempoolDelta, SequenceWatch, decode_frame
+from exporter.rest import MempoolRest
+from exporter.store import Store
+from exporter.tracker import Outcome, Tracker
+
+log = logging.getLogger(__name__)
+FEE_MAX_AGE = 120.0  # seconds before the stream's fee picture counts as stale
+PRICE_MAX_AGE = 900.0
+
+
+class Notifies(Protocol):
+    def submit(self, event: Event) -> None: ...
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        store: Store,
+        rest: MempoolRest,
+        book: AddressBook,
+        *,
+        notifier: Notifies | None = None,
+        clock: Callable[[], float] = time.time,
+        queue_size: int = 256,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.store = store
+        self.rest = rest
+        self.notifier = notifier
+        self.clock = clock
+        self.tracker = Tracker(
+            book, settings.threshold_sats, max_pending_days=settings.max_pending_days
+        )
+        self.accuracy = Accuracy()
+        self.picture = FeePicture()
+        self.sequence = SequenceWatch()
+        self.queue: asyncio.Queue[tuple[str | bytes, float]] = asyncio.Queue(queue_size)
+        self.resync = asyncio.Event()  # set when a backfill and reconciliation are due
+        self._price_at: float | None = None
+        self._unsaved: dict[str, Signal] = {}
+        self.last_backfill: dict[str, Any] = {}
+
+    # --- start-up ----------------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Reload pending whales and rebuild the accuracy windows from the store."""
+        now = self.clock()
+        pending = await self.store.load_pending()
+        self.tracker.restore(pending)
+        resolved = await self.store.load_since(now - max(WINDOWS.values()))
+        self.tracker.remember_resolved(resolved)
+        for signal in resolved:
+            self.accuracy.record(signal.chain_id, signal.resolved_at or now, signal.hit)
+        self._refresh_gauges(now)
+        log.info("restored %d pending whales, %d recent outcomes", len(pending), len(resolved))
+
+    # --- frames ------------------------------------------------------------------------------
+
+    async def on_frame(self, raw: str | bytes, received_at: float) -> None:
+        """Called by the stream for every frame; waits when the queue is full (backpressure)."""
+        await self.queue.put((raw, received_at))
+        self.metrics.store_queue.set(self.queue.qsize())
+
+    async def on_connected(self) -> None:
+        self.sequence.reset()
+        self.resync.set()
+
+    async def consume(self) -> None:
+        while True:
+            raw, received_at = await self.queue.get()
+            self.metrics.store_queue.set(self.queue.qsize())
+            try:
+                await self.process(raw, received_at)
+            except Exception:  # a frame must never stop the pipeline
+                self.metrics.decode_errors.labels("frame").inc()
+                log.exception("failed to process a frame; skipped")
+            finally:
+                self.queue.task_done()
+
+    async def process(self, raw: str | bytes, received_at: float) -> None:
+        self.metrics.last_message.set(received_at)
+        try:
+            frame = decode_frame(raw)
+        except DecodeError as exc:
+            self.metrics.decode_errors.labels("frame").inc()
+            log.warning("skipped a malformed frame: %s", exc)
+            return
+        for kind in frame.types:
+            self.metrics.messages.labels(kind).inc()
+        now = self.clock()
+        self._update_picture(frame, now)
+        out = Outcome()
+        if frame.blocks:
+            out = self.tracker.on_blocks(frame.blocks)
+        delta = frame.delta
+        if delta is not None:
+            verdict = self.sequence.observe(delta.sequence)
+            if verdict in ("gap", "reset"):
+                self.metrics.sequence_gaps.inc()
+                log.warning("mempool sequence %s at %s: resyncing", verdict, delta.sequence)
+                self.resync.set()
+        if frame.block is not None:
+            mined = delta.mined if delta is not None else []
+            step = self.tracker.on_block(frame.block, mined, now, delta or MempoolDelta(None))
+            out = _merge(out, step)
+        elif delta is not None:
+            step = self.tracker.on_delta(delta, now, self.scorer, self.floor_sats())
+            out = _merge(out, step)
+        await self.publish(out, received_at)
+
+    def scorer(self, detection: Detection) -> Scoring:
+        return score(detection, self.picture, self.clock(), max_age=FEE_MAX_AGE)
+
+    def floor_sats(self) -> int:
+        usd, price = self.settings.threshold_usd, self.picture.price_usd
+        usd_floor = None if usd is None or not price else int(usd / price * SATS_PER_BTC)
+        return self.tracker.whale_floor(usd_floor)
+
+    # --- publishing ---------------------------------------------------------------------------
+
+    async def publish(self, out: Outcome, received_at: float | None = None) -> None:
+        """Save the step's signals in one batch, then update metrics and hand alerts on."""
+        self.metrics.seen.inc(out.seen)
+        if out.errors:
+            self.metrics.decode_errors.labels("transaction").inc(len(out.errors))
+            log.warning("skipped %d malformed transactions: %s", len(out.errors), out.errors[0])
+        if not out.events:
+            return
+        for event in out.events:
+            self._unsaved[event.signal.chain_id] = event.signal
+        batch = list(self._unsaved.values())
+        try:
+            await self.store.save(batch)
+        except Exception:
+            self.metrics.store_errors.inc()
+            log.exception("store write of %d signals failed; kept for the next batch", len(batch))
+        else:
+            for signal in batch:
+                if self._unsaved.get(signal.chain_id) is signal:
+                    del self._unsaved[signal.chain_id]
+        now = self.clock()
+        for event in out.events:
+            self._count(event)
+            if event.kind is EventKind.DETECTED and received_at is not None:
+                self.metrics.latency.observe(max(time.time() - received_at, 0.0))
+            if self.notifier is not None:
+                self.notifier.submit(event)
+        self._refresh_gauges(now)
+
+    async def flush(self) -> None:
+        """Save what an earlier failed batch left behind (at shutdown, for one)."""
+        if self._unsaved:
+            await self.store.save(list(self._unsaved.values()))
+            self._unsaved.clear()
+
+    def _count(self, event: Event) -> None:
+        m, signal = self.metrics, event.signal
+        if event.kind is EventKind.DETECTED:
+            m.transactions.labels(signal.flow.value).inc()
+            m.volume.labels(signal.flow.value).inc(signal.value_btc)
+            m.value.observe(signal.value_btc)
+            m.urgency.observe(signal.urgency_score)
+            m.fee_rate.observe(signal.effective_fee_rate)
+            m.urgent.labels(signal.urgency_level.value).inc()
+            log.info(
+                "whale %s %.2f BTC %s%s fee %.1f sat/vB urgency %s",
+                signal.txid,
+                signal.value_btc,
+                signal.flow.value,
+                f" ({signal.entity})" if signal.entity else "",
+                signal.effective_fee_rate,
+                signal.urgency_level.value,
+            )
+        elif event.kind is EventKind.REPLACED:
+            m.replacements.inc()
+        if event.kind in (EventKind.RESOLVED, EventKind.CORRECTED):
+            self.accuracy.record(signal.chain_id, signal.resolved_at or self.clock(), signal.hit)
+        if event.kind is EventKind.RESOLVED and signal.outcome is not None:
+            m.outcomes.labels(signal.outcome.value).inc()
+            blocks = signal.confirmation_blocks
+            if blocks is not None:
+                m.confirmation_blocks.observe(blocks)
+                if signal.predicted_blocks is not None:
+                    m.prediction_error.observe(blocks - signal.predicted_blocks)
+                start = signal.first_seen or signal.detected_at
+                if signal.resolved_at is not None:
+                    m.confirmation_duration.observe(max(signal.resolved_at - start, 0.0))
+
+    def _refresh_gauges(self, now: float) -> None:
+        for flow in Flow:
+            self.metrics.pending.labels(flow.value).set(self.tracker.pending_by_flow[flow])
+        self.accuracy.advance(now)
+        for window, (ratio, count) in self.accuracy.snapshot().items():
+            self.metrics.accuracy.labels(window).set(ratio if ratio is not None else float("nan"))
+            self.metrics.accuracy_samples.labels(window).set(count)
+
+    # --- the fee picture -----------------------------------------------------------------------
+
+    def _update_picture(self, frame: Frame, now: float) -> None:
+        picture = self.picture
+        try:
+            if frame.mempool_blocks is not None:
+                blocks = parse_mempool_blocks(frame.mempool_blocks)
+                picture = replace(picture, blocks=blocks, blocks_at=now)
+            if frame.fees is not None:
+                picture = replace(picture, recommended=parse_fees(frame.fees), recommended_at=now)
+        except (ValueError, TypeError) as exc:
+            self.metrics.decode_errors.labels("frame").inc()
+            log.warning("ignored a malformed fee message: %s", exc)
+        info = frame.mempool_info
+        if info is not None:
+            size, vbytes = info.get("size"), info.get("bytes")
+            if isinstance(size, int) and isinstance(vbytes, int | float):
+                picture = replace(picture, mempool_count=size, mempool_vbytes=float(vbytes))
+        heights = [b.get("height") for b in (frame.blocks or [])]
+        if frame.block is not None and not frame.block.get("stale"):
+            heights.append(frame.block.get("height"))
+        valid = [h for h in heights if isinstance(h, int)]
+        if valid:
+            picture = replace(picture, tip_height=max([*valid, picture.tip_height or 0]))
+        usd = (frame.prices or {}).get("USD")
+        if isinstance(usd, int | float) and usd > 0:
+            picture = replace(picture, price_usd=float(usd))
+            self._price_at = now
+        self.set_picture(picture)
+
+    def set_picture(self, picture: FeePicture) -> None:
+        self.picture = picture
+        m = self.metrics
+        if picture.recommended:
+            for key in FEE_KEYS.values():
+                m.fee_recommended.labels(key).set(picture.recommended[key])
+        if picture.mempool_count is not None:
+            m.mempool_transactions.set(picture.mempool_count)
+        if picture.mempool_vbytes is not None:
+            m.mempool_vbytes.set(picture.mempool_vbytes)
+        if picture.tip_height is not None:
+            m.tip_height.set(picture.tip_height)
+        m.price.set(picture.price_usd or 0)
+
+    async def refresh_from_rest(self) -> None:
+        """Fill what the stream has not sent (or sent too long ago) from REST; never raises."""
+        now = self.clock()
+        picture = self.picture
+        stale = not picture.fresh_blocks(now, FEE_MAX_AGE)
+        with _logged("fee fallback"):
+            if stale:
+                picture = replace(
+                    picture,
+                    blocks=parse_mempool_blocks(await self.rest.mempool_blocks()),
+                    blocks_at=now,
+                )
+            if stale or picture.recommended is None:
+                fees = parse_fees(await self.rest.recommended_fees())
+                picture = replace(picture, recommended=fees, recommended_at=now)
+        with _logged("tip height"):
+            if picture.tip_height is None:
+                picture = replace(picture, tip_height=await self.rest.tip_height())
+        with _logged("price"):
+            if self._price_at is None or now - self._price_at >= self.settings.price_refresh:
+                price = await self.rest.price_usd()
+                if price is not None:
+                    picture = replace(picture, price_usd=price)
+                    self._price_at = now
+        if self._price_at is not None and now - self._price_at > PRICE_MAX_AGE:
+            picture = replace(picture, price_usd=None)  # an old price is worse than none
+            self._price_at = None
+        self.set_picture(picture)
+
+    # --- outcomes over REST ---------------------------------------------------------------------
+
+    async def check_statuses(self, txids: Iterable[str]) -> int:
+        """Ask REST about each txid (bounded by the client) and apply the answers."""
+
+        async def one(txid: str) -> None:
+            with _logged(f"status of {txid}"):
+                status = await self.rest.tx_status(txid)
+                await self.publish(self.tracker.on_status(txid, status, self.clock()))
+
+        txids = list(txids)
+        await asyncio.gather(*(one(txid) for txid in txids))
+        return len(txids)
+
+    async def tick(self) -> None:
+        """Periodic work: due status checks, sliding windows."""
+        await self.check_statuses(self.tracker.due_checks(self.clock()))
+        self._refresh_gauges(self.clock())
+
+    # --- backfill ------------------------------------------------------------------------------
+
+    async def backfill(self) -> int:
+        """Sweep the projected blocks for whales we have not seen; returns how many were new."""
+        floor = self.floor_sats()
+        started = self.clock()
+        try:
+            async with asyncio.timeout(60):
+                txids = await backfill.projected_candidates(
+                    self.settings.ws_url,
+                    floor,
+                    max_frame_bytes=self.settings.max_frame_mb * 2**20,
+                )
+            fresh = [txid for txid in dict.fromkeys(txids) if not self.tracker.is_known(txid)]
+            txs = await asyncio.gather(*(self._fetch(txid) for txid in fresh))
+        except Exception as exc:  # any failure of a best-effort sweep is logged and counted
+            self.metrics.backfill_runs.labels("error").inc()
+            log.warning("backfill failed: %s", exc or type(exc).__name__)
+            self.last_backfill = {"at": started, "ok": False, "error": type(exc).__name__}
+            return 0
+        delta = MempoolDelta(None, added=[tx for tx in txs if tx is not None])
+        out = self.tracker.on_delta(delta, self.clock(), self.scorer, floor, backfilled=True)
+        out.seen = 0  # not stream traffic
+        await self.publish(out)
+        found = sum(1 for event in out.events if event.kind is EventKind.DETECTED)
+        self.metrics.backfill_runs.labels("ok").inc()
+        self.metrics.backfill_recovered.inc(found)
+        self.metrics.backfill_last_success.set(self.clock())
+        self.last_backfill = {"at": started, "ok": True, "candidates": len(fresh), "found": found}
+        log.info("backfill: %d candidates, %d new whales", len(fresh), found)
+        return found
+
+    async def _fetch(self, txid: str) -> dict[str, Any] | None:
+        try:
+            tx = await self.rest.tx(txid)
+        except NotFound:
+            return None  # left the mempool between the list and the fetch
+        status = tx.get("status")
+        if isinstance(status, dict) and status.get("confirmed"):
+            return None
+        return tx
+
+    async def resync_loop(self) -> None:
+        """After every (re)connect or sequence gap: backfill, then reconcile pending whales."""
+        while True:
+            await self.resync.wait()
+            self.resync.clear()
+            await self.refresh_from_rest()
+            if self.settings.backfill:
+                await self.backfill()
+            await self.check_statuses(self.tracker.reconcile_all())
+
+    async def retention(self) -> int:
+        cutoff = self.clock() - self.settings.retention_days * 86_400
+        try:
+            deleted = await self.store.delete_before(cutoff)
+        except Exception:
+            log.exception("retention failed")
+            return 0
+        self.metrics.rows_deleted.inc(deleted)
+        if deleted:
+            days = self.settings.retention_days
+            log.info("retention deleted %d rows older than %d days", deleted, days)
+        return deleted
+
+
+def _merge(first: Outcome, second: Outcome) -> Outcome:
+    first.events.extend(second.events)
+    first.seen += second.seen
+    first.errors.extend(second.errors)
+    return first
+
+
+@contextlib.contextmanager
+def _logged(what: str) -> Iterator[None]:
+    """Swallow and log one failure of a best-effort REST step."""
+    try:
+        yield
+    except (ExporterError, ValueError, TypeError) as exc:
+        log.warning("%s failed: %s", what, exc)

@@ -1,0 +1,158 @@
+"""REST client for a mempool.space instance: bounded concurrency, retries, 429 respected.
+
+httpx errors and status codes are translated here into `exporter.errors`; the retry decision
+is `errors.is_transient`, the delay honours `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import orjson
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from exporter import __version__
+from exporter.errors import NotFound, RateLimited, UpstreamError, is_transient
+from exporter.models import TxStatus
+
+log = logging.getLogger(__name__)
+MAX_RETRY_AFTER = 60.0
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    try:
+        return min(float(value), MAX_RETRY_AFTER)
+    except ValueError:
+        return None
+
+
+class MempoolRest:
+    """GET requests against `<mempool-url>/api`, at most `concurrency` at once."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 10.0,
+        concurrency: int = 4,
+        attempts: int = 4,
+        backoff: Callable[[RetryCallState], float] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/",
+            timeout=timeout,
+            headers={"user-agent": f"mempool-whale-exporter/{__version__}"},
+            limits=httpx.Limits(max_connections=concurrency),
+            transport=transport,
+            follow_redirects=True,
+        )
+        self._slots = asyncio.Semaphore(concurrency)
+        self._attempts = attempts
+        self._backoff = backoff or wait_exponential_jitter(initial=0.5, max=30)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            return exc.retry_after
+        return self._backoff(state)
+
+    async def get(self, path: str) -> httpx.Response:
+        """GET with retries of transient failures; raises NotFound, RateLimited, UpstreamError."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(is_transient),
+            wait=self._wait,
+            stop=stop_after_attempt(self._attempts),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._get_once(path)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _get_once(self, path: str) -> httpx.Response:
+        async with self._slots:
+            try:
+                response = await self._client.get(path.lstrip("/"))
+            except httpx.TimeoutException as exc:
+                raise UpstreamError(f"GET {path}: timed out") from exc
+            except httpx.HTTPError as exc:
+                raise UpstreamError(f"GET {path}: {type(exc).__name__}") from exc
+        if response.status_code == 404:
+            raise NotFound(f"GET {path}: 404", status=404)
+        if response.status_code == 429:
+            raise RateLimited(f"GET {path}: 429", retry_after=_retry_after(response))
+        if response.status_code >= 400:
+            raise UpstreamError(
+                f"GET {path}: HTTP {response.status_code}", status=response.status_code
+            )
+        return response
+
+    async def json(self, path: str) -> Any:
+        response = await self.get(path)
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(f"GET {path}: invalid JSON") from None
+
+    async def tx(self, txid: str) -> dict[str, Any]:
+        data = await self.json(f"tx/{txid}")
+        if not isinstance(data, dict):
+            raise UpstreamError(f"GET tx/{txid}: not an object")
+        return data
+
+    async def tx_status(self, txid: str) -> TxStatus:
+        try:
+            data = await self.json(f"tx/{txid}/status")
+        except NotFound:
+            return TxStatus(found=False)
+        if not isinstance(data, dict) or not isinstance(data.get("confirmed"), bool):
+            raise UpstreamError(f"GET tx/{txid}/status: unexpected shape")
+        height = data.get("block_height")
+        block_time = data.get("block_time")
+        block_hash = data.get("block_hash")
+        return TxStatus(
+            found=True,
+            confirmed=data["confirmed"],
+            block_height=height if isinstance(height, int) else None,
+            block_hash=block_hash if isinstance(block_hash, str) else None,
+            block_time=float(block_time) if isinstance(block_time, int | float) else None,
+        )
+
+    async def tip_height(self) -> int:
+        response = await self.get("blocks/tip/height")
+        text = response.text.strip()
+        if not text.isdigit():
+            raise UpstreamError("GET blocks/tip/height: not an integer")
+        return int(text)
+
+    async def recommended_fees(self) -> Any:
+        return await self.json("v1/fees/recommended")
+
+    async def mempool_blocks(self) -> Any:
+        return await self.json("v1/fees/mempool-blocks")
+
+    async def mempool(self) -> Any:
+        return await self.json("mempool")
+
+    async def price_usd(self) -> float | None:
+        """Current USD price; None when the instance does not know it (-1)."""
+        data = await self.json("v1/prices")
+        usd = data.get("USD") if isinstance(data, dict) else None
+        if isinstance(usd, int | float) and not isinstance(usd, bool) and usd > 0:
+            return float(usd)
+        return None

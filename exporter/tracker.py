@@ -1,0 +1,365 @@
+"""Pending whales and what becomes of them. Pure: stream messages in, events out.
+
+The tracker owns every pending signal, the index from txid and spent outpoint to its chain,
+and a bounded memory of resolved chains (for corrections and for dedup). It never does I/O:
+when it needs the REST status of a transaction it says so through `due_checks`, and the
+shell feeds the answer back through `on_status`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from exporter.config import AddressBook
+from exporter.detect import detect, gross_sats
+from exporter.errors import DecodeError
+from exporter.models import Detection, Event, EventKind, Flow, Scoring, Signal, Status, TxStatus
+from exporter.protocol import MempoolDelta
+
+Scorer = Callable[[Detection], Scoring]
+DAY = 86_400.0
+
+
+@dataclass(slots=True)
+class Outcome:
+    """Counts of one step, for metrics; events carry the rest."""
+
+    events: list[Event] = field(default_factory=list)
+    seen: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Tracker:
+    def __init__(
+        self,
+        book: AddressBook,
+        threshold_sats: int,
+        *,
+        drop_grace: float = 60.0,
+        max_pending_days: float = 14.0,
+        remember: int = 50_000,
+    ) -> None:
+        self.book = book
+        self.threshold_sats = threshold_sats
+        self.drop_grace = drop_grace
+        self.max_pending = max_pending_days * DAY
+        self.remember = remember
+        self.pending: dict[str, Signal] = {}
+        self.pending_by_flow: Counter[Flow] = Counter()
+        self._by_txid: dict[str, str] = {}  # every member of a pending chain -> chain_id
+        self._outpoints: dict[tuple[str, int], str] = {}  # spent by a chain's newest member
+        self._spent: dict[str, tuple[tuple[str, int], ...]] = {}  # chain_id -> its outpoints
+        self._resolved: OrderedDict[str, Signal] = OrderedDict()  # chain_id -> signal
+        self._resolved_txids: dict[str, str] = {}
+        self._checked: dict[str, float] = {}  # chain_id -> last status check requested
+        self._recheck: set[str] = set()  # chains whose outcome must be verified again
+        self._blocks: OrderedDict[int, str] = OrderedDict()  # height -> hash
+
+    # --- queries ---------------------------------------------------------------------------
+
+    def is_known(self, txid: str) -> bool:
+        return txid in self._by_txid or txid in self._resolved_txids
+
+    def whale_floor(self, usd_floor_sats: int | None) -> int:
+        """Smallest value that makes a whale: the BTC threshold, or the USD one if lower."""
+        if usd_floor_sats is None:
+            return self.threshold_sats
+        return min(self.threshold_sats, usd_floor_sats)
+
+    # --- restart ---------------------------------------------------------------------------
+
+    def restore(self, signals: Iterable[Signal]) -> None:
+        """Take back pending signals from the store after a restart."""
+        for signal in signals:
+            if signal.status is Status.PENDING:
+                self._track(signal, None)
+
+    def remember_resolved(self, signals: Iterable[Signal]) -> None:
+        for signal in signals:
+            self._forget_later(signal)
+
+    # --- the stream ------------------------------------------------------------------------
+
+    def on_delta(
+        self,
+        delta: MempoolDelta,
+        now: float,
+        scorer: Scorer,
+        floor_sats: int,
+        *,
+        backfilled: bool = False,
+    ) -> Outcome:
+        """Apply one `mempool-transactions` message (a poll; blocks go through `on_block`)."""
+        out = Outcome()
+        for txid in delta.removed:
+            chain_id = self._by_txid.get(txid)
+            if chain_id is not None and self.pending[chain_id].txid == txid:
+                self.pending[chain_id].removed_at = now
+        replaced_by = {by.get("txid"): old for old, by in delta.replaced}
+        added_ids = set()
+        candidates = list(delta.added)
+        for tx in candidates:
+            if isinstance(tx, dict):
+                added_ids.add(tx.get("txid"))
+        candidates += [by for _, by in delta.replaced if by.get("txid") not in added_ids]
+        for tx in candidates:
+            self._one(tx, now, scorer, floor_sats, replaced_by, backfilled, out)
+        return out
+
+    def _one(
+        self,
+        tx: Any,
+        now: float,
+        scorer: Scorer,
+        floor_sats: int,
+        replaced_by: Mapping[Any, str],
+        backfilled: bool,
+        out: Outcome,
+    ) -> None:
+        try:
+            gross = gross_sats(tx)
+            out.seen += 1
+            chain_id = self._conflict(tx, replaced_by)
+            if chain_id is None and gross < floor_sats:
+                return
+            detection = detect(tx, self.book, gross)
+        except DecodeError as exc:
+            out.errors.append(str(exc))
+            return
+        if chain_id is not None:
+            self._replace(self.pending[chain_id], detection, now, scorer, floor_sats, out)
+        elif not self.is_known(detection.txid) and detection.value_sats >= floor_sats:
+            signal = Signal.new(detection, scorer(detection), now, backfilled=backfilled)
+            self._track(signal, detection)
+            out.events.append(Event(EventKind.DETECTED, signal.snapshot()))
+
+    def _conflict(self, tx: dict[str, Any], replaced_by: Mapping[Any, str]) -> str | None:
+        """The pending chain this transaction replaces, if any."""
+        if not self.pending:
+            return None
+        old = replaced_by.get(tx.get("txid"))
+        if old is not None and (chain_id := self._by_txid.get(old)) is not None:
+            return chain_id
+        for item in tx.get("vin") or ():
+            if isinstance(item, dict):
+                chain_id = self._outpoints.get((item.get("txid"), item.get("vout")))  # type: ignore[arg-type]
+                if chain_id is not None and self.pending[chain_id].txid != tx.get("txid"):
+                    return chain_id
+        return None
+
+    def _replace(
+        self,
+        signal: Signal,
+        detection: Detection,
+        now: float,
+        scorer: Scorer,
+        floor_sats: int,
+        out: Outcome,
+    ) -> None:
+        if detection.txid in signal.chain:
+            return
+        self._unindex_outpoints(signal)
+        signal.apply(detection, scorer(detection))
+        signal.chain.append(detection.txid)
+        signal.removed_at = None
+        self._index(signal, detection)
+        if detection.value_sats < floor_sats:
+            signal.replaced_out = True
+            out.events.append(Event(EventKind.REPLACED, signal.snapshot()))
+            self._resolve(signal, Status.REPLACED, now, out)
+        else:
+            out.events.append(Event(EventKind.REPLACED, signal.snapshot()))
+
+    def on_block(
+        self, block: Mapping[str, Any], mined: Iterable[str], now: float, delta: MempoolDelta
+    ) -> Outcome:
+        """A new block: its `mined` txids confirm whales; `replaced` pairs are conflicts."""
+        out = Outcome()
+        height, block_hash = block.get("height"), block.get("id")
+        if not isinstance(height, int) or not isinstance(block_hash, str):
+            out.errors.append("block without height or id")
+            return out
+        if block.get("stale"):
+            self._reopen_block(block_hash, out)
+            return out
+        self._see_block(height, block_hash, out)
+        at = block.get("timestamp")
+        at = float(at) if isinstance(at, int | float) else now
+        for txid in mined:
+            self._mined(txid, height, block_hash, at, out)
+        for old, by in delta.replaced:  # knocked out by a conflicting block transaction
+            chain_id = self._by_txid.get(old)
+            by_txid = by.get("txid")
+            if chain_id is not None and isinstance(by_txid, str):
+                signal = self.pending[chain_id]
+                signal.txid = by_txid
+                signal.chain.append(by_txid)
+                self._finish(signal, Status.REPLACED, height, block_hash, at, out)
+        return out
+
+    def on_blocks(self, blocks: Iterable[Mapping[str, Any]]) -> Outcome:
+        """The `blocks` list (on subscribe, and again after a reorg)."""
+        out = Outcome()
+        for block in blocks:
+            height, block_hash = block.get("height"), block.get("id")
+            if isinstance(height, int) and isinstance(block_hash, str):
+                if block.get("stale"):
+                    self._reopen_block(block_hash, out)
+                else:
+                    self._see_block(height, block_hash, out)
+        return out
+
+    def _see_block(self, height: int, block_hash: str, out: Outcome) -> None:
+        known = self._blocks.get(height)
+        if known is not None and known != block_hash:
+            self._reopen_block(known, out)  # a reorg: the earlier block at this height is gone
+        self._blocks[height] = block_hash
+        self._blocks.move_to_end(height)
+        while len(self._blocks) > 200:
+            self._blocks.popitem(last=False)
+
+    def _reopen_block(self, block_hash: str, out: Outcome) -> None:
+        for signal in [s for s in self._resolved.values() if s.block_hash == block_hash]:
+            self._reopen(signal)
+            out.events.append(Event(EventKind.CORRECTED, signal.snapshot()))
+
+    def _reopen(self, signal: Signal) -> None:
+        self._resolved.pop(signal.chain_id, None)
+        for txid in signal.chain:
+            self._resolved_txids.pop(txid, None)
+        signal.status = Status.PENDING
+        signal.resolved_at = signal.block_height = signal.block_hash = None
+        self._track(signal, None)
+        self._recheck.add(signal.chain_id)
+
+    def _mined(self, txid: str, height: int, block_hash: str, at: float, out: Outcome) -> None:
+        chain_id = self._by_txid.get(txid)
+        if chain_id is not None:
+            signal = self.pending[chain_id]
+            signal.txid = txid
+            status = Status.CONFIRMED if txid == signal.chain_id else Status.REPLACED
+            self._finish(signal, status, height, block_hash, at, out)
+            return
+        chain_id = self._resolved_txids.get(txid)
+        done = self._resolved.get(chain_id) if chain_id else None
+        if done is not None and done.status in (Status.DROPPED, Status.EXPIRED):
+            # Called dropped too early: the block says otherwise. Correct the outcome.
+            done.txid = txid
+            done.status = Status.CONFIRMED if txid == done.chain_id else Status.REPLACED
+            done.block_height, done.block_hash, done.resolved_at = height, block_hash, at
+            out.events.append(Event(EventKind.CORRECTED, done.snapshot()))
+
+    def _finish(
+        self,
+        signal: Signal,
+        status: Status,
+        height: int,
+        block_hash: str,
+        at: float,
+        out: Outcome,
+    ) -> None:
+        signal.block_height, signal.block_hash = height, block_hash
+        self._resolve(signal, status, at, out)
+
+    def _resolve(self, signal: Signal, status: Status, at: float, out: Outcome) -> None:
+        signal.status = status
+        signal.resolved_at = at
+        self._untrack(signal)
+        self._forget_later(signal)
+        out.events.append(Event(EventKind.RESOLVED, signal.snapshot()))
+
+    # --- REST checks -----------------------------------------------------------------------
+
+    def due_checks(self, now: float, *, recheck_every: float = 3_600.0) -> list[str]:
+        """Txids whose REST status decides their outcome now.
+
+        A whale removed without a replacement past the grace period may be dropped; one
+        pending longer than the maximum may have expired; a reopened one needs its truth.
+        """
+        due = []
+        for chain_id, signal in self.pending.items():
+            removed = signal.removed_at is not None and now - signal.removed_at >= self.drop_grace
+            old = now - signal.detected_at >= self.max_pending
+            recently = now - self._checked.get(chain_id, float("-inf")) < (
+                self.drop_grace if removed else recheck_every
+            )
+            if chain_id in self._recheck or ((removed or old) and not recently):
+                self._checked[chain_id] = now
+                self._recheck.discard(chain_id)
+                due.append(signal.txid)
+        return due
+
+    def reconcile_all(self) -> list[str]:
+        """Every pending txid: after a restart, an outage or a gap, ask REST about each."""
+        self._recheck.update(self.pending)
+        return [signal.txid for signal in self.pending.values()]
+
+    def on_status(self, txid: str, status: TxStatus, now: float) -> Outcome:
+        out = Outcome()
+        chain_id = self._by_txid.get(txid)
+        if chain_id is None:
+            return out
+        signal = self.pending[chain_id]
+        self._recheck.discard(chain_id)
+        if status.confirmed and status.block_height is not None:
+            signal.txid = txid
+            kind = Status.CONFIRMED if txid == signal.chain_id else Status.REPLACED
+            self._finish(
+                signal,
+                kind,
+                status.block_height,
+                status.block_hash or "",
+                status.block_time or now,
+                out,
+            )
+        elif now - signal.detected_at >= self.max_pending:
+            self._resolve(signal, Status.EXPIRED, now, out)
+        elif not status.found:
+            self._resolve(signal, Status.DROPPED, now, out)
+        else:
+            signal.removed_at = None  # still in the mempool after all
+        return out
+
+    # --- indexes ---------------------------------------------------------------------------
+
+    def _track(self, signal: Signal, detection: Detection | None) -> None:
+        self.pending[signal.chain_id] = signal
+        self.pending_by_flow[signal.flow] += 1
+        for txid in signal.chain:
+            self._by_txid[txid] = signal.chain_id
+        self._index(signal, detection)
+
+    def _index(self, signal: Signal, detection: Detection | None) -> None:
+        self._by_txid[signal.txid] = signal.chain_id
+        if detection is not None:
+            for outpoint in detection.outpoints:
+                self._outpoints[outpoint] = signal.chain_id
+            self._spent[signal.chain_id] = detection.outpoints
+
+    def _unindex_outpoints(self, signal: Signal) -> None:
+        for outpoint in self._spent.pop(signal.chain_id, ()):
+            if self._outpoints.get(outpoint) == signal.chain_id:
+                del self._outpoints[outpoint]
+
+    def _untrack(self, signal: Signal) -> None:
+        if self.pending.pop(signal.chain_id, None) is not None:
+            self.pending_by_flow[signal.flow] -= 1
+        for txid in signal.chain:
+            self._by_txid.pop(txid, None)
+        self._unindex_outpoints(signal)
+        self._checked.pop(signal.chain_id, None)
+        self._recheck.discard(signal.chain_id)
+
+    def _forget_later(self, signal: Signal) -> None:
+        self._resolved[signal.chain_id] = signal
+        self._resolved.move_to_end(signal.chain_id)
+        for txid in signal.chain:
+            self._resolved_txids[txid] = signal.chain_id
+        while len(self._resolved) > self.remember:
+            _, old = self._resolved.popitem(last=False)
+            for txid in old.chain:
+                if self._resolved_txids.get(txid) == old.chain_id:
+                    del self._resolved_txids[txid]

@@ -1,0 +1,546 @@
+"""The simulated mempool.space server speaks the real protocol over real loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from exporter.simulator import (
+    COIN,
+    SimulatedMempool,
+    project,
+    recommended_fees,
+    tx_value,
+)
+
+Frame = dict[str, Any]
+TIMEOUT = 3.0
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[SimulatedMempool]:
+    server = SimulatedMempool(seed=7, auto=False)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def ws_url(sim: SimulatedMempool, path: str = "/api/v1/ws") -> str:
+    return sim.url.replace("http://", "ws://") + path
+
+
+async def recv(ws: ClientConnection) -> Frame:
+    async with asyncio.timeout(TIMEOUT):
+        frame: Frame = orjson.loads(await ws.recv())
+    return frame
+
+
+async def recv_until(ws: ClientConnection, test: Callable[[Frame], bool]) -> Frame:
+    """Read frames until one passes ``test`` (bounded by one overall deadline)."""
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            frame: Frame = orjson.loads(await ws.recv())
+            if test(frame):
+                return frame
+
+
+async def send(ws: ClientConnection, *messages: Frame) -> list[Frame]:
+    """Send messages, then a ping; return the frames that came before the pong.
+
+    The server handles one connection's messages in order, so after the pong every
+    subscription is in place.
+    """
+    for message in messages:
+        await ws.send(orjson.dumps(message).decode())
+    await ws.send('{"action":"ping"}')
+    frames: list[Frame] = []
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            frame: Frame = orjson.loads(await ws.recv())
+            if frame == {"pong": True}:
+                return frames
+            frames.append(frame)
+
+
+@asynccontextmanager
+async def client(sim: SimulatedMempool, *messages: Frame) -> AsyncIterator[ClientConnection]:
+    async with connect(ws_url(sim), max_size=None) as ws:
+        assert "conversions" in await recv(ws)
+        await send(ws, *messages)
+        yield ws
+
+
+def payment(sim: SimulatedMempool, btc: float = 1.0, **kwargs: Any) -> dict[str, Any]:
+    return sim.make_tx(outputs=[(sim.random_address(), int(btc * COIN))], **kwargs)
+
+
+# ------------------------------------------------------------------ pure parts
+
+
+def test_make_tx_is_deterministic_from_the_seed() -> None:
+    """Two simulators with one seed build the same txids, values and addresses."""
+    a, b = SimulatedMempool(seed=3, auto=False), SimulatedMempool(seed=3, auto=False)
+    tx_a, tx_b = a.random_whale(), b.random_whale()
+    assert tx_a["txid"] == tx_b["txid"]
+    assert tx_a["vout"] == tx_b["vout"]
+    assert len(tx_a["txid"]) == 64
+    assert tx_value(tx_a) >= 100 * COIN
+
+
+def test_make_tx_has_the_documented_shape() -> None:
+    """A built tx has esplora fields and mempool extras; OP_RETURN has no address key."""
+    sim = SimulatedMempool(auto=False)
+    tx = sim.make_tx(outputs=[("bc1qexample", 5_000), ("", 0)], fee_rate=4.0, vsize=200)
+    assert tx["fee"] == 800
+    assert tx["vin"][0]["prevout"]["value"] == 5_800
+    assert tx["vin"][0]["sequence"] == 0xFFFFFFFD
+    assert "scriptpubkey_address" not in tx["vout"][1]
+    assert -(-tx["weight"] // 4) == tx["vsize"] == 200
+    for key in ("size", "status", "feePerVsize", "effectiveFeePerVsize", "firstSeen", "position"):
+        assert key in tx
+    bare = sim.make_tx(outputs=[("bc1qx", 1)], prevouts=False, rbf_signal=False)
+    assert bare["vin"][0]["prevout"] is None
+    assert bare["vin"][0]["sequence"] == 0xFFFFFFFF
+
+
+def test_whales_flow_through_exchange_addresses() -> None:
+    """With exchange addresses, whales go in, out of and between exchanges, some with change."""
+    exchanges = {"bc1qhotwallet0": "binance", "bc1qhotwallet1": "binance", "3Kraken": "kraken"}
+    sim = SimulatedMempool(auto=False, exchange_addresses=exchanges)
+    whales = [sim.random_whale() for _ in range(60)]
+    pairs = [
+        (
+            {i["prevout"]["scriptpubkey_address"] for i in w["vin"]},
+            {o["scriptpubkey_address"] for o in w["vout"]},
+        )
+        for w in whales
+    ]
+    known = exchanges.keys()
+    assert any(o & known and not i & known for i, o in pairs)  # inflow
+    assert any(i & known and not o & known for i, o in pairs)  # outflow
+    assert any(i & known and o & known for i, o in pairs)  # internal
+    assert any(i & o for i, o in pairs)  # self-change
+    assert all(max(o["value"] for o in w["vout"]) >= 100 * COIN for w in whales)
+
+
+def test_projection_caps_lists_like_the_real_server() -> None:
+    """Blocks 0-6 list 1 MvB each, block 7 counts the rest but lists only 1.2 MvB."""
+    sim = SimulatedMempool(auto=False)
+    txs = [payment(sim, fee_rate=100 - i / 100, vsize=1_000) for i in range(9_500)]
+    projection = project(txs)
+    assert len(projection.blocks) == 8
+    assert [b["nTx"] for b in projection.blocks] == [1_000] * 7 + [2_500]
+    assert [len(lst) for lst in projection.lists] == [1_000] * 7 + [1_200]
+    assert len(projection.listed) == 8_200
+    assert projection.positions[txs[0]["txid"]][0] == 0
+
+
+def test_recommended_fees_are_monotonic() -> None:
+    """Fee levels never increase from fastest to minimum, and small mempools give the minimum."""
+    blocks = [
+        {"blockVSize": 1_000_000, "medianFee": 20.0},
+        {"blockVSize": 1_000_000, "medianFee": 30.0},
+        {"blockVSize": 600_000, "medianFee": 2.0},
+    ]
+    fees = recommended_fees(blocks)
+    levels = [fees[k] for k in ("fastestFee", "halfHourFee", "hourFee", "economyFee")]
+    assert levels == sorted(levels, reverse=True)
+    assert fees["fastestFee"] >= 25.0
+    assert recommended_fees([{"blockVSize": 100_000, "medianFee": 50.0}])["fastestFee"] == 1.0
+
+
+# ------------------------------------------------------------------ WebSocket
+
+
+async def test_want_sends_blocks_stats_and_mempool_blocks(sim: SimulatedMempool) -> None:
+    """``want`` answers at once with blocks (last 8), mempoolInfo, fees and mempool-blocks."""
+    sim.add(payment(sim))
+    await sim.flush()
+    async with connect(ws_url(sim)) as ws:
+        conversions = (await recv(ws))["conversions"]
+        assert {"time", "USD", "EUR"} <= conversions.keys()
+        frames = await send(ws, {"action": "want", "data": ["blocks", "stats", "mempool-blocks"]})
+    merged = {k: v for f in frames for k, v in f.items()}
+    assert len(merged["blocks"]) == 8
+    assert merged["blocks"][-1]["height"] == sim.tip_height
+    assert {"loaded", "size", "bytes", "usage", "total_fee", "mempoolminfee", "fullrbf"} <= (
+        merged["mempoolInfo"].keys()
+    )
+    assert merged["mempoolInfo"]["size"] == 1
+    assert isinstance(merged["vBytesPerSecond"], int)
+    assert set(merged["fees"]) == {
+        "fastestFee",
+        "halfHourFee",
+        "hourFee",
+        "economyFee",
+        "minimumFee",
+    }
+    (block,) = merged["mempool-blocks"]
+    assert {"blockSize", "blockVSize", "nTx", "totalFees", "medianFee", "feeRange"} <= block.keys()
+
+
+async def test_track_mempool_sends_deltas_without_snapshot(sim: SimulatedMempool) -> None:
+    """Subscribing sends nothing; the next poll carries only txs added since."""
+    before = payment(sim)
+    sim.add(before)
+    await sim.flush()
+    async with client(sim, {"track-mempool": True}) as ws:
+        after = payment(sim)
+        sim.add(after)
+        sequence = await sim.flush()
+        delta = (await recv(ws))["mempool-transactions"]
+    assert delta["sequence"] == sequence == 2
+    assert [t["txid"] for t in delta["added"]] == [after["txid"]]
+    assert delta["added"][0]["position"]["block"] == 0
+    assert delta["removed"] == delta["mined"] == delta["replaced"] == []
+
+
+async def test_replacement_is_in_added_and_replaced(sim: SimulatedMempool) -> None:
+    """A replacement arrives in ``added`` and as the ``by`` of a ``replaced`` pair."""
+    old = payment(sim, btc=150, fee_rate=5)
+    sim.add(old)
+    await sim.flush()
+    async with client(sim, {"track-mempool": True}) as ws:
+        new = sim.make_tx(
+            outputs=[(o["scriptpubkey_address"], o["value"]) for o in old["vout"]],
+            spends=[(i["txid"], i["vout"]) for i in old["vin"]],
+            fee_rate=12,
+        )
+        assert new["vin"][0]["prevout"] == old["vin"][0]["prevout"]
+        sim.replace(old["txid"], new)
+        await sim.flush()
+        delta = (await recv(ws))["mempool-transactions"]
+    assert [t["txid"] for t in delta["added"]] == [new["txid"]]
+    assert delta["removed"] == [old["txid"]]
+    assert delta["replaced"] == [{"replaced": old["txid"], "by": delta["added"][0]}]
+    assert old["txid"] not in sim.mempool
+
+
+async def test_conflicting_add_is_a_replacement(sim: SimulatedMempool) -> None:
+    """Adding a tx that spends a mempool tx's outpoint replaces it, like full-RBF."""
+    old = payment(sim, rbf_signal=False)
+    sim.add(old)
+    await sim.flush()
+    async with client(sim, {"track-mempool-txids": True}) as ws:
+        sim.add(
+            payment(sim, spends=[(old["vin"][0]["txid"], old["vin"][0]["vout"])], txid="ab" * 32)
+        )
+        await sim.flush()
+        delta = (await recv(ws))["mempool-txids"]
+    assert delta["replaced"] == [{"replaced": old["txid"], "by": "ab" * 32}]
+    assert delta["removed"] == [old["txid"]]
+
+
+async def test_mine_sends_block_and_mined_in_one_frame(sim: SimulatedMempool) -> None:
+    """A block frame carries ``block`` and ``mined`` together; REST then says confirmed."""
+    high, low = payment(sim, fee_rate=50), payment(sim, fee_rate=1)
+    sim.add(high)
+    sim.add(low)
+    await sim.flush()
+    async with client(
+        sim, {"action": "want", "data": ["blocks", "stats"]}, {"track-mempool": True}
+    ) as ws:
+        block = await sim.mine([high["txid"]])
+        frame = await recv(ws)
+    assert frame["block"] == block
+    assert {"mempoolInfo", "fees"} <= frame.keys()
+    delta = frame["mempool-transactions"]
+    assert delta["added"] == delta["removed"] == []
+    assert delta["mined"][1:] == [high["txid"]]
+    assert len(delta["mined"]) == block["tx_count"] == 2
+    assert block["height"] == sim.tip_height and block["stale"] is False
+    assert {"totalFees", "medianFee", "feeRange", "reward", "pool"} <= block["extras"].keys()
+    assert high["txid"] not in sim.mempool and low["txid"] in sim.mempool
+    async with httpx.AsyncClient(base_url=sim.url) as http:
+        status = (await http.get(f"/api/tx/{high['txid']}/status")).json()
+        assert status == {
+            "confirmed": True,
+            "block_height": block["height"],
+            "block_hash": block["id"],
+            "block_time": block["timestamp"],
+        }
+        assert (await http.get(f"/api/tx/{low['txid']}/status")).json() == {"confirmed": False}
+        assert (await http.get(f"/api/tx/{high['txid']}")).json()["status"]["confirmed"] is True
+        txids = (await http.get(f"/api/block/{block['id']}/txids")).json()
+        assert txids == delta["mined"]
+
+
+async def test_default_mine_takes_the_best_fee_rates(sim: SimulatedMempool) -> None:
+    """Without txids a block takes the highest fee rates up to about 1 MvB."""
+    txs = [payment(sim, fee_rate=1 + i, vsize=100_000) for i in range(12)]
+    for tx in txs:
+        sim.add(tx)
+    block = await sim.mine()
+    assert block["tx_count"] == 10
+    assert {t["txid"] for t in txs[:3]} == set(sim.mempool)
+
+
+async def test_block_conflict_is_reported_as_replaced(sim: SimulatedMempool) -> None:
+    """A block tx double-spending a mempool tx pairs them in the block's ``replaced``."""
+    victim = payment(sim)
+    sim.add(victim)
+    await sim.flush()
+    winner = payment(sim, spends=[(victim["vin"][0]["txid"], victim["vin"][0]["vout"])])
+    async with client(sim, {"track-mempool": True}) as ws:
+        await sim.mine([winner["txid"]])
+        delta = (await recv(ws))["mempool-transactions"]
+        assert delta["replaced"][0]["replaced"] == victim["txid"]
+        assert delta["replaced"][0]["by"]["txid"] == winner["txid"]
+        await sim.flush()
+        later = (await recv(ws))["mempool-transactions"]
+    assert later["removed"] == [victim["txid"]]
+
+
+async def test_stale_block_changes_nothing(sim: SimulatedMempool) -> None:
+    """A stale block is sent with ``stale: true`` and leaves tip, mempool and sequence alone."""
+    tx = payment(sim)
+    sim.add(tx)
+    sequence = await sim.flush()
+    tip = sim.tip_height
+    async with client(sim, {"action": "want", "data": ["blocks"]}, {"track-mempool": True}) as ws:
+        block = await sim.mine([tx["txid"]], stale=True)
+        frame = await recv(ws)
+    assert frame == {"block": block}
+    assert block["stale"] is True and block["height"] == tip == sim.tip_height
+    assert tx["txid"] in sim.mempool and sim.sequence == sequence
+
+
+async def test_reorg_resends_blocks_and_returns_txs(sim: SimulatedMempool) -> None:
+    """A reorg re-sends ``blocks`` with new hashes at the same heights; txs return to mempool."""
+    tx = payment(sim)
+    sim.add(tx)
+    mined = await sim.mine([tx["txid"]])
+    async with client(sim, {"action": "want", "data": ["blocks"]}, {"track-mempool": True}) as ws:
+        (new,) = await sim.reorg(1)
+        frame = await recv(ws)
+        assert new["height"] == mined["height"] and new["id"] != mined["id"]
+        assert frame["blocks"][-1] == new
+        await sim.flush()
+        delta = (await recv(ws))["mempool-transactions"]
+    assert [t["txid"] for t in delta["added"]] == [tx["txid"]]
+    assert delta["added"][0]["status"] == {"confirmed": False}
+    async with httpx.AsyncClient(base_url=sim.url) as http:
+        assert (await http.get(f"/api/tx/{tx['txid']}/status")).json() == {"confirmed": False}
+
+
+async def test_skip_sequence_makes_a_jump(sim: SimulatedMempool) -> None:
+    """Lost messages show as a sequence jump in the next delta."""
+    async with client(sim, {"track-mempool": True}) as ws:
+        sim.add(payment(sim))
+        first = await sim.flush()
+        sim.skip_sequence(3)
+        sim.add(payment(sim))
+        await sim.flush()
+        sequences = [(await recv(ws))["mempool-transactions"]["sequence"] for _ in range(2)]
+    assert sequences == [first, first + 4]
+
+
+async def test_out_of_sync_repeats_the_sequence(sim: SimulatedMempool) -> None:
+    """Out of sync, deltas keep flowing with the same sequence and fees answer 503."""
+    async with client(sim, {"track-mempool": True}) as ws:
+        sim.add(payment(sim))
+        first = await sim.flush()
+        sim.set_in_sync(False)
+        for _ in range(2):
+            sim.add(payment(sim))
+            await sim.flush()
+        sequences = [(await recv(ws))["mempool-transactions"]["sequence"] for _ in range(3)]
+        async with httpx.AsyncClient(base_url=sim.url) as http:
+            assert (await http.get("/api/v1/fees/recommended")).status_code == 503
+        sim.set_in_sync(True)
+        assert await sim.flush() == first  # nothing changed: nothing sent
+    assert sequences == [first] * 3
+
+
+async def test_drop_connections_closes_every_client(sim: SimulatedMempool) -> None:
+    """Dropping connections closes each client socket (1001) and new clients can connect."""
+    async with client(sim) as one, client(sim) as two:
+        assert sim.connections == 2
+        await sim.drop_connections()
+        async with asyncio.timeout(TIMEOUT):
+            await one.wait_closed()
+            await two.wait_closed()
+        assert one.close_code == two.close_code == 1001
+        assert sim.connections == 0
+        async with connect(ws_url(sim)):  # a client reconnecting
+            async with asyncio.timeout(TIMEOUT):
+                await sim.wait_until(lambda s: s.connections == 1)
+    assert sim.connection_count == 3
+
+
+async def test_ping_pong_and_client_messages_are_recorded(sim: SimulatedMempool) -> None:
+    """``{"action":"ping"}`` gets ``{"pong": true}`` and every client message is recorded."""
+    async with connect(ws_url(sim, "/")) as ws:  # the backend upgrades on any path
+        await recv(ws)
+        await ws.send('{"action":"ping","extra":1}')
+        assert await recv(ws) == {"pong": True}
+    assert sim.client_messages == [{"action": "ping", "extra": 1}]
+
+
+async def test_track_mempool_block_lists_gross_values(sim: SimulatedMempool) -> None:
+    """A projected-block subscription returns the full list with gross (change-included) values."""
+    tx = sim.make_tx(outputs=[("bc1qpay", 120 * COIN), ("bc1qchange", 30 * COIN)], fee_rate=7.5)
+    sim.add(tx)
+    await sim.flush()
+    async with connect(ws_url(sim)) as ws:
+        await recv(ws)
+        (frame,) = await send(ws, {"track-mempool-block": 0})
+        update = frame["projected-block-transactions"]
+        assert update["index"] == 0 and update["sequence"] == sim.sequence
+        (entry,) = update["blockTransactions"]
+        assert entry == [tx["txid"], 1875, 250.0, 150 * COIN, 7.5, tx["flags"], tx["firstSeen"]]
+        other = payment(sim, fee_rate=3)
+        sim.add(other)
+        await sim.flush()
+        delta = (await recv(ws))["projected-block-transactions"]["delta"]
+    assert [e[0] for e in delta["added"]] == [other["txid"]]
+    assert delta["removed"] == delta["changed"] == []
+
+
+async def test_oversized_client_frame_closes_with_1009(sim: SimulatedMempool) -> None:
+    """A client frame over 50,000 bytes closes the connection with code 1009."""
+    async with connect(ws_url(sim)) as ws:
+        await recv(ws)
+        await ws.send('{"pad":"' + "x" * 60_000 + '"}')
+        with pytest.raises(ConnectionClosed):
+            await recv(ws)
+        assert ws.close_code == 1009
+
+
+async def test_invalid_json_closes_the_connection(sim: SimulatedMempool) -> None:
+    """A frame that is not JSON closes the connection."""
+    async with connect(ws_url(sim)) as ws:
+        await recv(ws)
+        await ws.send("{not json")
+        with pytest.raises(ConnectionClosed):
+            await recv(ws)
+    async with asyncio.timeout(TIMEOUT):
+        await sim.wait_until(lambda s: s.connections == 0)
+
+
+async def test_message_flood_closes_the_connection(sim: SimulatedMempool) -> None:
+    """A 101st client message within 10 s closes the connection (1008)."""
+    async with connect(ws_url(sim)) as ws:
+        await recv(ws)
+        for _ in range(101):
+            await ws.send('{"track-mempool": true}')
+        async with asyncio.timeout(TIMEOUT):
+            await ws.wait_closed()
+        assert ws.close_code == 1008
+
+
+# ------------------------------------------------------------------ REST
+
+
+async def test_rest_429_injection(sim: SimulatedMempool) -> None:
+    """``rest_429 = 2`` answers the next two REST requests with 429, then serves normally."""
+    sim.rest_429 = 2
+    async with httpx.AsyncClient(base_url=sim.url) as http:
+        codes = [(await http.get("/api/blocks/tip/height")).status_code for _ in range(3)]
+    assert codes == [429, 429, 200]
+    assert sim.rest_requests == ["/api/blocks/tip/height"] * 3
+
+
+async def test_rest_endpoints_answer_like_the_backend(sim: SimulatedMempool) -> None:
+    """REST routes give the documented shapes, plain-text tip height and text 404s."""
+    tx = payment(sim, btc=200)
+    sim.add(tx)
+    await sim.flush()
+    async with httpx.AsyncClient(base_url=sim.url) as http:
+        tip = await http.get("/api/blocks/tip/height")
+        assert tip.headers["content-type"].startswith("text/plain")
+        assert int(tip.text) == sim.tip_height
+        fees = (await http.get("/api/v1/fees/recommended")).json()
+        assert all(isinstance(v, int) for v in fees.values())
+        assert (await http.get("/api/mempool/txids")).json() == [tx["txid"]]
+        assert (await http.get("/api/v1/mempool/txids")).json() == [tx["txid"]]
+        summary = (await http.get("/api/mempool")).json()
+        assert summary["count"] == 1 and summary["total_fee"] == tx["fee"]
+        assert summary["fee_histogram"] == [[10.0, 250]]
+        recent = (await http.get("/api/mempool/recent")).json()
+        assert recent == [{"txid": tx["txid"], "fee": 2500, "vsize": 250, "value": 200 * COIN}]
+        assert len((await http.get("/api/v1/fees/mempool-blocks")).json()) == 1
+        esplora = (await http.get(f"/api/tx/{tx['txid']}")).json()
+        assert "vsize" not in esplora and esplora["weight"] == tx["weight"]
+        assert (await http.get(f"/api/v1/tx/{tx['txid']}")).json()["vsize"] == 250
+        missing = await http.get("/api/tx/" + "0" * 64)
+        assert (missing.status_code, missing.text) == (404, "Transaction not found")
+        assert (await http.get("/api/tx/" + "0" * 64 + "/status")).status_code == 404
+        assert (await http.get("/api/nope")).status_code == 404
+        assert (await http.get("/api/v1/ws")).status_code == 404
+        prices = (await http.get("/api/v1/prices")).json()
+        assert {"time", "USD", "EUR"} <= prices.keys()
+        sim.prices_up = False
+        assert (await http.get("/api/v1/prices")).status_code == 503
+    sim.remove(tx["txid"])
+    assert tx["txid"] not in sim.mempool
+
+
+# ------------------------------------------------------------------ auto mode and CLI
+
+
+async def test_auto_mode_streams_polls_and_blocks() -> None:
+    """Auto mode starts with a backlog and streams consecutive deltas and blocks on its own."""
+    sim = SimulatedMempool(seed=5, tx_rate=200, poll_interval=0.02, block_interval=0.1)
+    assert len(sim.mempool) > 5_000
+    assert any(tx_value(t) >= 100 * COIN for t in sim.mempool.values())
+    await sim.start()
+    frames: list[Frame] = []
+    try:
+        async with client(
+            sim, {"action": "want", "data": ["blocks"]}, {"track-mempool": True}
+        ) as ws:
+            while len(frames) < 4 or not any("block" in f for f in frames):
+                frames.append(await recv_until(ws, lambda f: "mempool-transactions" in f))
+        async with httpx.AsyncClient(base_url=sim.url) as http:
+            blocks = (await http.get("/api/v1/fees/mempool-blocks")).json()
+    finally:
+        await sim.stop()
+    sequences = [f["mempool-transactions"]["sequence"] for f in frames]
+    assert sequences == list(range(sequences[0], sequences[0] + len(frames)))
+    assert any(f["mempool-transactions"]["added"] for f in frames)
+    block_frame = next(f for f in frames if "block" in f)
+    assert len(block_frame["mempool-transactions"]["mined"]) == block_frame["block"]["tx_count"]
+    assert blocks[0]["blockVSize"] > 900_000
+    assert sim.connections == 0
+
+
+async def test_module_entry_point_serves_until_sigint() -> None:
+    """``python -m exporter.simulator`` prints its URL, serves REST and exits 0 on SIGINT."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "exporter.simulator",
+        "--port",
+        "0",
+        "--seed",
+        "2",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(10):
+            line = (await proc.stdout.readline()).decode()
+        url = line.split()[3]
+        assert url.startswith("http://127.0.0.1:")
+        async with httpx.AsyncClient(base_url=url) as http:
+            assert int((await http.get("/api/blocks/tip/height")).text) > 0
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(10):
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
