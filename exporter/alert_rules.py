@@ -81,9 +81,9 @@ class Rule:
         """Whether a new whale passes this rule."""
         if signal.value_btc < self.min_btc:
             return False
-        if self.min_usd is not None and signal.value_usd is not None:
-            if signal.value_usd < self.min_usd:
-                return False
+        usd = signal.value_usd
+        if self.min_usd is not None and usd is not None and usd < self.min_usd:
+            return False
         if signal.flow not in self.flows:
             return False
         return URGENCY_ORDER[signal.urgency_level] >= URGENCY_ORDER[self.min_urgency]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -77,9 +78,12 @@ async def _run(settings: Settings, book: AddressBook) -> None:
 async def demo(settings: Settings, book: AddressBook) -> None:
     """Start the simulator on loopback and the exporter against it; print where to look."""
     from exporter import app
-    from exporter.simulator import SimulatedMempool
+    from exporter.simulator import DEMO_EXCHANGE_ADDRESSES, SimulatedMempool
 
-    simulator = SimulatedMempool(seed=7, auto=True, whale_rate=0.2)
+    logging.getLogger("exporter.simulator").setLevel(logging.WARNING)
+    simulator = SimulatedMempool(
+        seed=7, auto=True, whale_rate=0.2, exchange_addresses=DEMO_EXCHANGE_ADDRESSES
+    )
     await simulator.start()
     try:
         settings = settings.model_copy(update={"mempool_url": simulator.url})

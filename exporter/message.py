@@ -112,20 +112,18 @@ def digest(lines: Sequence[str], *, limit: int, window: float) -> Message:
     minutes = window / 60
     span = "minute" if minutes == 1 else f"{window:g} s"
     head = (
-        f"More than {limit} alerts in one {span}; "
-        f"{count} more {noun} were folded into this digest:"
+        f"More than {limit} alerts in one {span}; {count} more {noun} were folded into this digest:"
     )
-    return Message(f"🐋 Digest: {count} more whale {noun}", head + "\n\n" + "\n".join(
-        f"- {text}" for text in lines
-    ))
+    return Message(
+        f"🐋 Digest: {count} more whale {noun}",
+        head + "\n\n" + "\n".join(f"- {text}" for text in lines),
+    )
 
 
 def _status_lines(notice: Notice) -> list[str]:
     signal = notice.signal
     kind = notice.kind
-    block = (
-        f"block {signal.block_height:,}" if signal.block_height is not None else "a block"
-    )
+    block = f"block {signal.block_height:,}" if signal.block_height is not None else "a block"
     if kind is NoticeKind.CONFIRMED:
         text = f"**Confirmed** in {block}"
         if signal.status is Status.REPLACED:

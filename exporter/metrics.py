@@ -14,6 +14,7 @@ from prometheus_client import (
     Info,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
 )
 
 from exporter import __version__
@@ -51,6 +52,7 @@ class Metrics:
     """Holds every series; tests build one per fresh `CollectorRegistry`."""
 
     def __init__(self, registry: CollectorRegistry, *, process: bool = True) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` doubles series
         self.registry = registry
         if process:
             ProcessCollector(registry=registry)

@@ -268,33 +268,32 @@ class Pipeline:
         m.price.set(picture.price_usd or 0)
 
     async def refresh_from_rest(self) -> None:
-        """Fill what the stream has not sent (or sent too long ago) from REST; never raises."""
+        """Fill what the stream has not sent (or sent too long ago) from REST; never raises.
+
+        Frames keep arriving during the awaits, so each answer is applied to the picture of
+        that moment, never to a copy taken before.
+        """
         now = self.clock()
-        picture = self.picture
-        stale = not picture.fresh_blocks(now, FEE_MAX_AGE)
+        stale = not self.picture.fresh_blocks(now, FEE_MAX_AGE)
         with _logged("fee fallback"):
             if stale:
-                picture = replace(
-                    picture,
-                    blocks=parse_mempool_blocks(await self.rest.mempool_blocks()),
-                    blocks_at=now,
-                )
-            if stale or picture.recommended is None:
+                blocks = parse_mempool_blocks(await self.rest.mempool_blocks())
+                self.set_picture(replace(self.picture, blocks=blocks, blocks_at=now))
+            if stale or self.picture.recommended is None:
                 fees = parse_fees(await self.rest.recommended_fees())
-                picture = replace(picture, recommended=fees, recommended_at=now)
+                self.set_picture(replace(self.picture, recommended=fees, recommended_at=now))
         with _logged("tip height"):
-            if picture.tip_height is None:
-                picture = replace(picture, tip_height=await self.rest.tip_height())
+            if self.picture.tip_height is None:
+                self.set_picture(replace(self.picture, tip_height=await self.rest.tip_height()))
         with _logged("price"):
             if self._price_at is None or now - self._price_at >= self.settings.price_refresh:
                 price = await self.rest.price_usd()
                 if price is not None:
-                    picture = replace(picture, price_usd=price)
+                    self.set_picture(replace(self.picture, price_usd=price))
                     self._price_at = now
         if self._price_at is not None and now - self._price_at > PRICE_MAX_AGE:
-            picture = replace(picture, price_usd=None)  # an old price is worse than none
+            self.set_picture(replace(self.picture, price_usd=None))  # old is worse than none
             self._price_at = None
-        self.set_picture(picture)
 
     # --- outcomes over REST ---------------------------------------------------------------------
 

@@ -82,7 +82,7 @@ class Receiver:
     def url(self, path: str = "/whales", scheme: str = "json") -> str:
         return f"{scheme}://{self.host}:{self.port}{path}"
 
-    async def wait_for(self, count: int, timeout: float = 5.0) -> list[Request]:
+    async def wait_for(self, count: int, timeout: float = 5.0) -> list[Request]:  # noqa: ASYNC109
         """Wait until `count` requests have arrived; TimeoutError otherwise."""
         async with asyncio.timeout(timeout), self._changed:
             await self._changed.wait_for(lambda: len(self.received) >= count)
@@ -115,7 +115,7 @@ class Receiver:
         finally:
             self._handlers.discard(task)
             writer.close()
-            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
 

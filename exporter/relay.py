@@ -59,7 +59,7 @@ def parse(payload: Mapping[str, Any]) -> AlertGroup:
     if not isinstance(payload, Mapping):
         raise ValueError("payload must be a JSON object")
     if str(payload.get("version")) != "4":
-        problems.append("version must be \"4\"")
+        problems.append('version must be "4"')
     status = payload.get("status")
     if status not in ("firing", "resolved"):
         problems.append("status must be firing or resolved")
@@ -142,7 +142,8 @@ def _message(group: AlertGroup, status: str, alerts: Sequence[Alert]) -> RelayMe
     lines: list[str] = []
     name = group.common_labels.get("alertname") or first.labels.get("alertname")
     head = " · ".join(
-        part for part in (name and f"**{escape(name)}**", severity and f"severity {severity}")
+        part
+        for part in (name and f"**{escape(name)}**", severity and f"severity {severity}")
         if part
     )
     if head:
@@ -176,8 +177,11 @@ def _message(group: AlertGroup, status: str, alerts: Sequence[Alert]) -> RelayMe
 
 def _alert_line(alert: Alert, group: AlertGroup, *, with_description: bool) -> str:
     text = (
-        alert.annotations.get("description") if with_description else None
-    ) or alert.annotations.get("summary") or alert.labels.get("alertname") or "alert"
+        (alert.annotations.get("description") if with_description else None)
+        or alert.annotations.get("summary")
+        or alert.labels.get("alertname")
+        or "alert"
+    )
     own = {k: v for k, v in alert.labels.items() if group.common_labels.get(k) != v}
     if own:
         text += f" ({_labels(own)})"

@@ -60,7 +60,7 @@ class MempoolRest:
         )
         self._slots = asyncio.Semaphore(concurrency)
         self._attempts = attempts
-        self._backoff = backoff or wait_exponential_jitter(initial=0.5, max=30)
+        self._backoff = backoff or wait_exponential_jitter(multiplier=0.5, max=30)
 
     async def aclose(self) -> None:
         await self._client.aclose()

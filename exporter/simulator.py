@@ -981,7 +981,7 @@ class SimulatedMempool:
         }
 
     def _prices(self) -> dict[str, Any]:
-        usd = round(self._usd)
+        usd = round(self._usd) if self.prices_up else -1  # -1: the instance knows no price
         return {
             "time": int(self._clock()),
             "USD": usd,

@@ -1,0 +1,149 @@
+"""Urgency scoring and confirmation prediction against realistic fee pictures."""
+
+from __future__ import annotations
+
+import pytest
+from support import BTC, make_tx
+
+from exporter.config import AddressBook
+from exporter.detect import detect
+from exporter.fees import (
+    FeePicture,
+    ProjectedBlock,
+    level_of,
+    parse_fees,
+    parse_mempool_blocks,
+    predict_blocks,
+    score,
+    share_below,
+)
+from exporter.models import Urgency
+
+NOW = 1_700_000_000.0
+# A busy mempool: three full blocks and a deep tail (mempool-blocks message shape).
+BUSY = parse_mempool_blocks(
+    [
+        {"blockVSize": 997_000, "nTx": 3000, "medianFee": 42.0,
+         "feeRange": [30.1, 31, 33, 42, 55, 80, 400]},
+        {"blockVSize": 998_000, "nTx": 3200, "medianFee": 25.0,
+         "feeRange": [20.0, 21, 23, 25, 27, 29, 30]},
+        {"blockVSize": 999_000, "nTx": 3500, "medianFee": 15.0,
+         "feeRange": [12.0, 13, 14, 15, 17, 19, 20]},
+        {"blockVSize": 5_000_000, "nTx": 40000, "medianFee": 4.0,
+         "feeRange": [1.0, 2, 3, 4, 6, 9, 12]},
+    ]
+)  # fmt: skip
+QUIET = parse_mempool_blocks(
+    [{"blockVSize": 300_000, "nTx": 900, "medianFee": 2.0, "feeRange": [1.0, 1.5, 2, 3, 5]}]
+)
+LEVELS = parse_fees(
+    {"fastestFee": 45, "halfHourFee": 28, "hourFee": 18, "economyFee": 6, "minimumFee": 2}
+)
+
+
+def whale(rate: float, *, effective: float | None = None, position: int | None = None):
+    tx = make_tx([("a", 500 * BTC)], fee=int(rate * 200), vsize=200,
+                 effective_rate=effective, position=position)  # fmt: skip
+    return detect(tx, AddressBook({}))
+
+
+@pytest.mark.parametrize(
+    ("picture", "rate", "low", "high", "level", "blocks"),
+    [
+        (BUSY, 500.0, 1.0, 1.0, Urgency.HIGH, 1),  # above everything: next block
+        (BUSY, 42.0, 0.93, 0.94, Urgency.HIGH, 1),  # the first block's median
+        (BUSY, 25.0, 0.81, 0.82, Urgency.HIGH, 2),  # most of the backlog is the cheap tail
+        (BUSY, 15.0, 0.68, 0.69, Urgency.MEDIUM, 3),
+        (BUSY, 3.0, 0.2, 0.21, Urgency.LOW, 7),  # a third into the 5 MvB tail: 3 + 4 blocks
+        (BUSY, 0.5, 0.0, 0.0, Urgency.LOW, 8),
+        (QUIET, 1.5, 0.2, 0.3, Urgency.LOW, 1),  # a quiet mempool: one block clears all
+        (QUIET, 10.0, 1.0, 1.0, Urgency.HIGH, 1),
+    ],
+)
+def test_score_against_fee_pictures(
+    picture: tuple[ProjectedBlock, ...],
+    rate: float,
+    low: float,
+    high: float,
+    level: Urgency,
+    blocks: int,
+) -> None:
+    """The score is the vsize share paying less; levels and predicted blocks follow from it."""
+    scoring = score(whale(rate), FeePicture(blocks=picture, blocks_at=NOW, tip_height=900), NOW)
+    assert low <= scoring.urgency_score <= high
+    assert scoring.urgency_level is level
+    assert scoring.urgency_fallback is False
+    assert scoring.predicted_blocks == blocks
+    assert scoring.predicted_height == 900 + blocks
+
+
+def test_share_below_is_monotonic() -> None:
+    """Paying more never lowers the share of the mempool below you."""
+    shares = [share_below(rate / 4, BUSY) for rate in range(0, 2000)]
+    assert shares == sorted(shares)
+    assert shares[0] == 0.0 and shares[-1] == 1.0
+
+
+def test_fallback_before_any_fee_picture() -> None:
+    """Without projected blocks the score comes from the recommended levels and says so."""
+    picture = FeePicture(recommended=LEVELS, recommended_at=NOW)
+    at_fastest = score(whale(45), picture, NOW)
+    assert at_fastest.urgency_fallback is True
+    assert at_fastest.urgency_score == pytest.approx(0.9)
+    assert at_fastest.urgency_level is Urgency.HIGH
+    assert at_fastest.predicted_blocks == 1
+    assert score(whale(18), picture, NOW).urgency_score == pytest.approx(0.5)
+    assert score(whale(2), picture, NOW).urgency_level is Urgency.LOW
+    assert score(whale(6), picture, NOW).predicted_blocks == 144
+    assert score(whale(4), picture, NOW).predicted_blocks == 1008
+
+
+def test_fallback_without_anything_uses_static_levels() -> None:
+    """With no data at all the score still exists, marked as a fallback."""
+    scoring = score(whale(10), FeePicture(), NOW)
+    assert scoring.urgency_fallback is True
+    assert 0.0 < scoring.urgency_score < 1.0
+    assert scoring.tip_height is None and scoring.predicted_height is None
+
+
+def test_stale_blocks_fall_back() -> None:
+    """A fee picture older than its maximum age is not used."""
+    picture = FeePicture(blocks=BUSY, blocks_at=NOW - 600, recommended=LEVELS)
+    assert score(whale(42), picture, NOW).urgency_fallback is True
+
+
+def test_cpfp_child_raises_effective_rate() -> None:
+    """A low-fee whale with a high-fee child scores by the CPFP-aware effective rate."""
+    picture = FeePicture(blocks=BUSY, blocks_at=NOW)
+    alone = score(whale(3), picture, NOW)
+    boosted = score(whale(3, effective=60), picture, NOW)
+    assert alone.urgency_level is Urgency.LOW
+    assert boosted.urgency_level is Urgency.HIGH
+    assert boosted.predicted_blocks == 1
+
+
+def test_position_block_wins_for_prediction() -> None:
+    """When the message carries position.block, the prediction uses it."""
+    assert predict_blocks(3.0, 1, BUSY) == 2
+    assert predict_blocks(3.0, None, BUSY) == 7
+
+
+def test_levels() -> None:
+    """Levels: high at 0.7 or more, medium at 0.4 or more, else low."""
+    assert [level_of(s) for s in (0.7, 0.6999, 0.4, 0.3999)] == [
+        Urgency.HIGH, Urgency.MEDIUM, Urgency.MEDIUM, Urgency.LOW]  # fmt: skip
+
+
+def test_usd_value_from_price() -> None:
+    """The USD value is the whale's BTC value at the known price, and absent without one."""
+    picture = FeePicture(price_usd=50_000.0)
+    assert score(whale(5), picture, NOW).value_usd == 25_000_000.0
+    assert score(whale(5), FeePicture(), NOW).value_usd is None
+
+
+def test_malformed_fee_messages_raise() -> None:
+    """Fee messages missing levels or sizes are rejected, not half-used."""
+    with pytest.raises(ValueError):
+        parse_fees({"fastestFee": 3})
+    with pytest.raises(ValueError):
+        parse_mempool_blocks([{"nTx": 3}])
