@@ -152,6 +152,7 @@ class StreamBuilder:
         self.recent: deque[dict[str, Any]] = deque(maxlen=PROJECTION_WINDOW)
         self.new_txs: deque[dict[str, Any]] = deque(maxlen=6)
         self.rbf_due: list[tuple[int, dict[str, Any]]] = []  # (poll number, whale to replace)
+        self.rbf_ids: set[str] = set()  # whales due for replacement: no block mines them
         self.polls = 0
         self.mempool_blocks: list[dict[str, Any]] = []
         self.fees: dict[str, float] = {}
@@ -181,7 +182,9 @@ class StreamBuilder:
         outputs[-1] = (address, max(546, value - extra))
         return self.sim.make_tx(
             outputs=outputs,
-            inputs=[(i["prevout"]["scriptpubkey_address"], i["prevout"]["value"]) for i in old["vin"]],
+            inputs=[
+                (i["prevout"]["scriptpubkey_address"], i["prevout"]["value"]) for i in old["vin"]
+            ],
             spends=[(i["txid"], int(i["vout"])) for i in old["vin"]],
             fee_rate=fee_rate,
             vsize=vsize,
@@ -266,6 +269,7 @@ class StreamBuilder:
                 self.whale_ids.add(tx["txid"])
                 if rng.random() < RBF_SHARE:
                     self.rbf_due.append((self.polls + rng.randint(1, 3), tx))
+                    self.rbf_ids.add(tx["txid"])
             else:
                 tx = self.ordinary()
             added.append(tx)
@@ -280,6 +284,7 @@ class StreamBuilder:
         for old in due:
             new = self.replacement(old)
             self._leave(old["txid"])
+            self.rbf_ids.discard(old["txid"])
             removed.append(old["txid"])
             added.append(new)
             replaced.append({"replaced": old["txid"], "by": new})
@@ -306,9 +311,10 @@ class StreamBuilder:
         """A new block: the oldest pool transactions mined, in one frame with `mined`."""
         rng, work = self.rng, self.work
         self.now += 1.0
-        count = min(len(self.pool), rng.randint(*BLOCK_TXS))
+        count = rng.randint(*BLOCK_TXS)
         mined = [f"{rng.getrandbits(256):064x}"]  # the coinbase
-        for txid in list(self.pool)[:count]:
+        chosen = [txid for txid in self.pool if txid not in self.rbf_ids][:count]
+        for txid in chosen:
             self._leave(txid)
             mined.append(txid)
             if txid in self.whale_ids:
@@ -341,7 +347,7 @@ class StreamBuilder:
         self._refresh_projection()
         self.sequence += 1
         delta = {"sequence": self.sequence, "added": [], "removed": [], "mined": mined}
-        frame = {"block": block, "mempool-transactions": delta | {"replaced": []}}
+        frame = {"block": block, "mempool-transactions": {**delta, "replaced": []}}
         frame.update(self._stats(0))
         frame["conversions"] = self._conversions()
         self._emit(frame, BLOCK)
@@ -448,9 +454,9 @@ async def ingest(work: Workload, directory: Path) -> Ingest:
             before = clock()
             await process(raw, wall())
             took = clock() - before
-            if kind is WHALE:
+            if kind == WHALE:
                 whale_latency.append(took)
-            elif kind is BLOCK:
+            elif kind == BLOCK:
                 block_latency.append(took)
         seconds = clock() - started
         rows = await store.read(

@@ -97,8 +97,11 @@ def url_secrets(url: str) -> set[str]:
     pieces.append(parts.fragment)
     for piece in pieces:
         for text in (piece, unquote(piece), unquote(piece.replace("+", " "))):
-            if len(text) >= MIN_SECRET and text.lower() not in _HARMLESS:
-                found.add(text)
+            if len(text) < MIN_SECRET or text.lower() in _HARMLESS:
+                continue
+            if text.isdigit() and len(text) <= 5:  # a port: masking it would mangle numbers
+                continue
+            found.add(text)
     return found
 
 

@@ -1,0 +1,141 @@
+"""The command line: configuration errors, and a clean exit on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from exporter.config import load, load_address_book
+from exporter.errors import ConfigError
+from exporter.simulator import SimulatedMempool
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("WHALE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "setting"),
+    [
+        (["--threshold-btc", "-5"], {}, "--threshold-btc"),
+        (["--threshold-btc", "22000000"], {}, "--threshold-btc"),
+        (["--mempool-url", "ftp://example.org"], {}, "--mempool-url"),
+        ([], {"WHALE_LISTEN": "nonsense"}, "WHALE_LISTEN"),
+        ([], {"WHALE_LOG_FORMAT": "xml"}, "WHALE_LOG_FORMAT"),
+        (["--exchange-addresses", "/nonexistent.csv"], {}, "--exchange-addresses"),
+        (["--apprise-url", "not a url"], {}, "--apprise-urls"),
+    ],
+)
+def test_config_errors_exit_2_with_one_line(
+    args: list[str], env: dict[str, str], setting: str
+) -> None:
+    """A bad setting exits with status 2 and one line naming it, without a traceback."""
+    result = run_cli(*args, env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert setting in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_every_problem_is_reported_together() -> None:
+    """Several bad settings are all named, one line each."""
+    with pytest.raises(ConfigError) as info:
+        load({"threshold_btc": -1, "retention_days": 0}, environ={"WHALE_STALE_AFTER": "x"})
+    lines = str(info.value).splitlines()
+    assert len(lines) == 3
+    assert any("--stale-after / WHALE_STALE_AFTER" in line for line in lines)
+
+
+def test_flags_override_environment() -> None:
+    """A flag wins over the environment, which wins over the default."""
+    settings = load({"threshold_btc": 250}, environ={"WHALE_THRESHOLD_BTC": "500",
+                                                    "WHALE_DB": "/tmp/x.duckdb"})  # fmt: skip
+    assert settings.threshold_btc == 250
+    assert str(settings.db) == "/tmp/x.duckdb"
+
+
+def test_urls_derive_from_the_base() -> None:
+    """The WebSocket and REST URLs follow the base URL, network prefix included."""
+    settings = load({"mempool_url": "https://mempool.space/testnet4/"}, environ={})
+    assert settings.ws_url == "wss://mempool.space/testnet4/api/v1/ws"
+    assert settings.rest_url == "https://mempool.space/testnet4/api"
+    local = load({"mempool_url": "http://10.0.0.5:8999"}, environ={})
+    assert local.ws_url == "ws://10.0.0.5:8999/api/v1/ws"
+
+
+def test_apprise_urls_from_env_are_split() -> None:
+    """WHALE_APPRISE_URLS takes URLs separated by commas or whitespace."""
+    settings = load({}, environ={"WHALE_APPRISE_URLS": "json://a/b, mailto://u:p@h\ntgram://x/y"})
+    assert len(settings.apprise_urls) == 3
+    assert "u:p" not in repr(settings)
+
+
+def test_address_book_csv(tmp_path: Path) -> None:
+    """The exchange CSV needs address,entity in its header; extra columns are ignored."""
+    good = tmp_path / "good.csv"
+    good.write_text("entity,address,source\nBinance,bc1qa,por-2024\nKraken,3Kx,por\n")
+    assert load_address_book(good).entities == {"bc1qa": "Binance", "3Kx": "Kraken"}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("addr,name\nx,y\n")
+    with pytest.raises(ConfigError, match="--exchange-addresses"):
+        load_address_book(bad)
+
+
+async def test_sigterm_flushes_and_exits_zero(tmp_path: Path) -> None:
+    """SIGTERM stops a running exporter with exit status 0, its whales stored."""
+    sim = SimulatedMempool(seed=2, auto=False)
+    await sim.start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WHALE_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", "--mempool-url", sim.url, "--db",
+        str(tmp_path / "w.duckdb"), "--listen", "127.0.0.1:0", "--log-format", "json",
+        env=env, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await sim.wait_until(lambda s: s.connections == 1)
+        tx = sim.make_tx(outputs=[(sim.random_address(), 300 * 100_000_000)])
+        sim.add(tx)
+        await sim.flush()
+        assert process.stderr is not None
+        line = b""
+        while tx["txid"].encode() not in line:  # the exporter logs each whale it stores
+            line = await asyncio.wait_for(process.stderr.readline(), 20)
+            assert line, "exporter exited early"
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await sim.stop()
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT txid FROM signals").fetchall() == [(tx["txid"],)]
+
+
+def test_listen_port_in_use_is_a_config_error(tmp_path: Path) -> None:
+    """A port already taken exits 2 with a line naming --listen."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("--listen", f"127.0.0.1:{port}", "--db", str(tmp_path / "w.duckdb"),
+                         "--mempool-url", "http://127.0.0.1:9")  # fmt: skip
+    assert result.returncode == 2
+    assert "--listen" in result.stderr and "Traceback" not in result.stderr
