@@ -31,7 +31,6 @@ from exporter.stream import StreamClient, StreamOptions, backoff_schedule
 
 log = logging.getLogger(__name__)
 SHUTDOWN_DEADLINE = 4.0
-TICK_SECONDS = 10.0
 REFRESH_SECONDS = 30.0
 RETENTION_SECONDS = 86_400.0
 
@@ -167,6 +166,7 @@ async def _serve(
     if handle_signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+    tick = settings.check_interval
     try:
         async with asyncio.TaskGroup() as group:
             group.create_task(server.serve(sockets=[sock]))
@@ -175,7 +175,7 @@ async def _serve(
             background = [
                 group.create_task(stream.run()),
                 group.create_task(pipeline.resync_loop()),
-                group.create_task(every(TICK_SECONDS, pipeline.tick, first=TICK_SECONDS)),
+                group.create_task(every(tick, pipeline.tick, first=tick)),
                 group.create_task(every(REFRESH_SECONDS, pipeline.refresh_from_rest)),
                 group.create_task(every(RETENTION_SECONDS, pipeline.retention)),
             ]

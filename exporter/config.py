@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     max_pending_days: float = Field(
         14.0, gt=0, description="Days pending before a whale is checked for expiry"
     )
+    drop_grace: float = Field(
+        60.0, ge=0, description="Seconds a removed whale waits for its replacement before a "
+        "REST check may call it dropped"
+    )
+    check_interval: float = Field(
+        10.0, gt=0, description="Seconds between outcome checks and accuracy updates"
+    )
     retention_days: int = Field(90, ge=1, description="Days of signals and outcomes kept")
     apprise_urls: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         (), description="Apprise destination URLs (repeatable flag; env: comma/space separated)"

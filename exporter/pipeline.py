@@ -58,7 +58,10 @@ class Pipeline:
         self.notifier = notifier
         self.clock = clock
         self.tracker = Tracker(
-            book, settings.threshold_sats, max_pending_days=settings.max_pending_days
+            book,
+            settings.threshold_sats,
+            drop_grace=settings.drop_grace,
+            max_pending_days=settings.max_pending_days,
         )
         self.accuracy = Accuracy()
         self.picture = FeePicture()

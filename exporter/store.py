@@ -269,7 +269,7 @@ class Store:
         return await self.read(_summary, since)
 
     async def delete_before(self, cutoff: float) -> int:
-        """Retention: delete signals detected before `cutoff`, and their notification rows."""
+        """Retention: delete resolved signals detected before `cutoff`, and old delivery rows."""
         return await self.write(_delete_before, cutoff)
 
 
@@ -320,7 +320,8 @@ def _delete_before(con: Connection, cutoff: float) -> int:
     for statement in (
         "DELETE FROM notifications WHERE created_at < ?",
         "DELETE FROM deliveries WHERE sent_at < ?",
-        "DELETE FROM signals WHERE detected_at < ?",
+        # A pending whale is still followed (it expires long before retention reaches it).
+        "DELETE FROM signals WHERE detected_at < ? AND status <> 'pending'",
     ):
         deleted += int(con.execute(statement, [cutoff]).fetchone()[0])
     return deleted

@@ -426,6 +426,7 @@ def whale_activity() -> db.Dashboard:
                 "Bitcoin price used to convert whale values to USD.",
                 "currencyUSD",
                 q(f"max(whale_price_usd{{{SEL}}})"),
+                mappings=[value_map({"0": ("unknown", "text")})],
             )
         )
         .with_row(db.Row("Flow"))
@@ -718,6 +719,7 @@ def exporter_health() -> db.Dashboard:
                 "When the backfill last recovered missed transactions successfully.",
                 "dateTimeFromNow",
                 q(f"max(whale_backfill_last_success_timestamp_seconds{{{SEL}}}) * 1000", "last"),
+                mappings=[value_map({"0": ("never", "text")})],
             )
         )
         .with_panel(

@@ -63,7 +63,8 @@ REQUIRED_PANELS = {
 
 
 def load_dashboard(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
+    model: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return model
 
 
 def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
@@ -100,7 +101,8 @@ def substitute(expr: str) -> str:
 
 
 def datasources() -> list[dict[str, Any]]:
-    return yaml.safe_load(DATASOURCES_YML.read_text(encoding="utf-8"))["datasources"]
+    config: dict[str, Any] = yaml.safe_load(DATASOURCES_YML.read_text(encoding="utf-8"))
+    return list(config["datasources"])
 
 
 @pytest.fixture(params=DASHBOARD_FILES, ids=lambda path: path.stem)
