@@ -38,9 +38,8 @@ from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry
-from pydantic import SecretStr
 
-from exporter.config import Settings
+from exporter.config import load
 from exporter.metrics import Metrics
 from exporter.models import Event, EventKind, Flow, Signal, Urgency
 from exporter.notify import Notifier, Outgoing
@@ -184,10 +183,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         store = Store(Path(tmp) / "bench.duckdb")
         await store.open()
         receiver = await Receiver().start()
-        settings = Settings(
-            apprise_urls=(SecretStr(receiver.url("/bench")),),
-            notify_rate_per_minute=1_000_000,
-            notify_retries=0,
+        settings = load(
+            {
+                "apprise_urls": [receiver.url("/bench")],
+                "notify_rate_per_minute": 1_000_000,
+                "notify_retries": 0,
+            },
+            environ={},
         )
         metrics = Metrics(CollectorRegistry(), process=False)
         notifier = Notifier(settings, metrics, store, on_send_start=on_send_start)
@@ -230,7 +232,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.sleep(max(delay, 0.0))
 
         started = time.perf_counter()
-        load = asyncio.create_task(stream())
+        player = asyncio.create_task(stream())
         try:
             async with asyncio.timeout(duration + 30):
                 await all_started.wait()
@@ -238,7 +240,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"only {len(latencies)} of {len(whales)} sends started", file=sys.stderr)
         elapsed = time.perf_counter() - started
         stop.set()
-        await load
+        await player
         await notifier.close(timeout=10)
         await worker
         await receiver.close()

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     exchange_addresses: Path | None = Field(
         None, description="CSV file with a header and columns address,entity"
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level")
     log_format: Literal["text", "json"] = Field("text", description="Log line format")
     stale_after: float = Field(
         90.0, ge=5, description="Seconds without a frame before the stream counts as stale"

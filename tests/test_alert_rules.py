@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from exporter.alert_rules import (
@@ -111,7 +113,7 @@ def test_min_usd_is_skipped_while_the_price_is_unknown() -> None:
 
 def test_events_map_to_notices() -> None:
     """Each event kind and outcome maps to its notice kind and dedup key part."""
-    cases = [
+    cases: list[tuple[EventKind, dict[str, Any], NoticeKind, str]] = [
         (EventKind.DETECTED, {}, NoticeKind.NEW, ""),
         (EventKind.REPLACED, {"txid": "ef" * 32}, NoticeKind.REPLACED, "ef" * 32),
         (EventKind.RESOLVED, {"status": Status.CONFIRMED}, NoticeKind.CONFIRMED, ""),

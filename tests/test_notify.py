@@ -86,7 +86,7 @@ def settings(*urls: str, **changes: Any) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def running(notifier: Notifier, timeout: float = 5.0) -> AsyncIterator[Notifier]:  # noqa: ASYNC109
+async def running(notifier: Notifier, timeout: float = 5.0) -> AsyncIterator[Notifier]:
     await notifier.start()
     task = asyncio.create_task(notifier.run())
     try:

@@ -1,0 +1,77 @@
+"""The DuckDB store: forward migrations, batched upserts and queries, on real files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+from support import BTC, make_tx
+
+from exporter.config import AddressBook
+from exporter.detect import detect
+from exporter.models import Flow, Scoring, Signal, Status, Urgency
+from exporter.store import MIGRATIONS, SCHEMA_VERSION, Store, WhaleQuery, migrate
+
+
+def signal(btc: float = 200, *, at: float = 1_000.0, rbf: bool = True, score: float = 0.5):
+    tx = make_tx([("a", int(btc * BTC))], sequence=0 if rbf else 0xFFFFFFFF)
+    scoring = Scoring(score, Urgency.MEDIUM, False, 2, 800_000, None)
+    return Signal.new(detect(tx, AddressBook({})), scoring, at)
+
+
+def test_migrates_a_version_1_database_forward(tmp_path: Path) -> None:
+    """A database at schema 1 with a row is migrated to the latest schema, keeping the row."""
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE schema_version (version INTEGER, applied_at DOUBLE)")
+        for statement in MIGRATIONS[0]:
+            con.execute(statement)
+        con.execute("INSERT INTO schema_version VALUES (1, 0)")
+        con.execute(
+            "INSERT INTO signals VALUES ('c', 't', 1, 2, 3, 4, 5, 6, 7, 'inflow', 'X', 'pending')"
+        )
+    with duckdb.connect(str(path)) as con:
+        assert migrate(con) == 1
+        assert migrate(con) == SCHEMA_VERSION  # idempotent
+        versions = con.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()
+        assert [v for (v,) in versions] == list(range(1, SCHEMA_VERSION + 1))
+        row = con.execute("SELECT txid, urgency_score, replaced_out FROM signals").fetchone()
+        assert row == ("t", None, False)
+
+
+async def test_batch_upsert_keeps_the_latest_version(tmp_path: Path) -> None:
+    """Saving the same chain twice in one batch stores its last state once."""
+    store = Store(tmp_path / "w.duckdb")
+    await store.open()
+    try:
+        first = signal()
+        updated = first.snapshot()
+        updated.status = Status.CONFIRMED
+        await store.save([first, updated, signal(300)])
+        rows = await store.whales(WhaleQuery())
+        assert len(rows) == 2
+        assert (await store.get(first.txid)).status is Status.CONFIRMED  # type: ignore[union-attr]
+        assert await store.load_pending() == [r for r in rows if r.status is Status.PENDING]
+    finally:
+        await store.close()
+
+
+async def test_whale_filters(tmp_path: Path) -> None:
+    """Each API filter narrows the result, newest first, within the limit."""
+    store = Store(tmp_path / "w.duckdb")
+    await store.open()
+    try:
+        small, big = signal(150, at=10, rbf=False, score=0.2), signal(900, at=20, score=0.9)
+        big.flow = Flow.INFLOW
+        await store.save([small, big])
+        ids = lambda rows: [r.txid for r in rows]  # noqa: E731
+        assert ids(await store.whales(WhaleQuery())) == [big.txid, small.txid]
+        assert ids(await store.whales(WhaleQuery(limit=1))) == [big.txid]
+        assert ids(await store.whales(WhaleQuery(min_btc=500))) == [big.txid]
+        assert ids(await store.whales(WhaleQuery(since=15))) == [big.txid]
+        assert ids(await store.whales(WhaleQuery(flow=Flow.UNKNOWN))) == [small.txid]
+        assert ids(await store.whales(WhaleQuery(rbf=False))) == [small.txid]
+        assert ids(await store.whales(WhaleQuery(min_urgency=0.5))) == [big.txid]
+        assert ids(await store.whales(WhaleQuery(outcome=Status.CONFIRMED))) == []
+    finally:
+        await store.close()
