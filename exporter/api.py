@@ -6,7 +6,6 @@ touches DuckDB. Query parameters are validated by pydantic; a bad one gets 422 n
 
 from __future__ import annotations
 
-import hmac
 import html
 import math
 import re
@@ -28,6 +27,7 @@ from starlette.routing import Route
 from exporter import __version__
 from exporter.config import Settings
 from exporter.models import Flow, Signal, Status
+from exporter.relay import authorized
 from exporter.store import Store, WhaleQuery
 
 TXID = re.compile(r"[0-9a-f]{64}")
@@ -229,12 +229,8 @@ def build_app(state: ApiState) -> Starlette:
         return ORJSONResponse(body)
 
     async def alertmanager(request: Request) -> Response:
-        token = settings.alertmanager_token
-        if token is not None:
-            given = request.headers.get("authorization", "")
-            expected = f"Bearer {token.get_secret_value()}"
-            if not hmac.compare_digest(given.encode(), expected.encode()):
-                return ORJSONResponse({"error": "unauthorized"}, status_code=401)
+        if not authorized(request.headers.get("authorization"), settings.alertmanager_token):
+            return ORJSONResponse({"error": "unauthorized"}, status_code=401)
         if state.relay is None:
             return ORJSONResponse({"error": "no notifier configured"}, status_code=503)
         body = await request.body()

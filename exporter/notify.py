@@ -269,9 +269,14 @@ class Notifier:
             self._guard = _LogGuard.install(self.redact)
         raw = [url.get_secret_value() for url in self._settings.apprise_urls]
         self.redact.update(s for url in raw for s in url_secrets(url))
-        services = self._load_services(raw, self._settings.apprise_config)
+        try:
+            services = self._load_services(raw, self._settings.apprise_config)
+            self._rules = self._load_rules(self._settings.alert_rules)
+        except ConfigError:
+            self._guard.remove()
+            self._guard = None
+            raise
         self.redact.update(s for service in services for s in url_secrets(_service_url(service)))
-        self._rules = self._load_rules(self._settings.alert_rules)
         for index, service in enumerate(services):
             tags = tuple(sorted({str(tag).lower() for tag in service.tags})) or (UNTAGGED,)
             one = apprise.Apprise()

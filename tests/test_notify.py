@@ -272,14 +272,16 @@ async def test_rules_filter_per_tag_and_send_follow_ups(
             notifier.submit(detected(4))  # both
             confirmed = whale(4, status=Status.CONFIRMED, block_height=870_000)
             notifier.submit(Event(EventKind.RESOLVED, confirmed))  # desk: follow-up
+            notifier.submit(Event(EventKind.RESOLVED, confirmed))  # desk: already told
             await desk.wait_for(5)
             await traders.wait_for(1)
     assert [r.payload["title"][0] for r in desk.received] == ["🐋"] * 4 + ["✅"]
+    assert value(metrics, "whale_notifications_suppressed_total", reason="dedup") == 1
     assert len(traders.received) == 1
     assert f"{4:064x}" in traders.received[0].payload["message"]
     assert oncall.received == []
-    # three whales rejected by traders, plus the confirmation traders did not ask for
-    assert value(metrics, "whale_notifications_suppressed_total", reason="filter") == 4
+    # three whales rejected by traders, plus the confirmations traders did not ask for
+    assert value(metrics, "whale_notifications_suppressed_total", reason="filter") == 5
 
 
 async def test_email_through_aiosmtpd(store: Store, metrics: Metrics) -> None:
@@ -415,6 +417,18 @@ async def test_invalid_url_is_a_config_error_without_the_secret(
     await notifier.close()
     assert "URL #1 (nosuchscheme://***)" in str(info.value)
     assert SECRET not in str(info.value)
+
+
+async def test_bad_rules_file_is_a_config_error(
+    tmp_path: Path, store: Store, metrics: Metrics
+) -> None:
+    """A rules file with an unknown key fails start-up naming the flag and the key."""
+    rules = tmp_path / "rules.yml"
+    rules.write_text("traders:\n  min_bitcoin: 5\n")
+    notifier = Notifier(settings("json://127.0.0.1:9/x", alert_rules=rules), metrics, store)
+    with pytest.raises(ConfigError, match=r"--alert-rules .*traders: unknown key 'min_bitcoin'"):
+        await notifier.start()
+    await notifier.close()
 
 
 def test_redactor_removes_url_parts_from_free_text() -> None:

@@ -6,6 +6,7 @@ import duckdb
 from conftest import StartExporter
 from support import BTC, wait_for
 
+from exporter.receiver import Receiver
 from exporter.simulator import SimulatedMempool
 
 
@@ -61,8 +62,9 @@ async def test_hit_then_miss_moves_accuracy(
 async def test_replacement_chain_keeps_one_signal(
     sim: SimulatedMempool, start_exporter: StartExporter
 ) -> None:
-    """Replaced twice, then confirmed: one signal, one detection, outcome replaced."""
-    exporter = await started(sim, start_exporter)
+    """Replaced twice, then confirmed: one signal, one alert, outcome replaced."""
+    receiver = await Receiver().start()
+    exporter = await started(sim, start_exporter, apprise_urls=[receiver.url()])
     first = whale(sim, 300, fee_rate=5)
     await detected(exporter, sim, first)
     outpoints = [(i["txid"], i["vout"]) for i in first["vin"]]
@@ -83,6 +85,11 @@ async def test_replacement_chain_keeps_one_signal(
     body = (await exporter.http.get(f"/api/v1/whales/{second['txid']}")).json()
     assert body["chain"] == [first["txid"], second["txid"], third["txid"]]
     assert body["outcome"] == "replaced"
+    await exporter.close()  # drains the notification queue
+    await receiver.close()
+    (alert,) = receiver.received
+    assert first["txid"] in alert.payload["message"]
+    assert "300 BTC" in alert.payload["title"]
 
 
 async def test_replacement_below_threshold_closes_signal(
