@@ -147,6 +147,8 @@ class Settings(BaseSettings):
 
 
 def flag(field: str) -> str:
+    if field == "apprise_urls":
+        return "--apprise-url"  # repeatable: one URL per flag
     return "--" + field.replace("_", "-")
 
 

@@ -39,7 +39,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         ([], {"WHALE_LISTEN": "nonsense"}, "WHALE_LISTEN"),
         ([], {"WHALE_LOG_FORMAT": "xml"}, "WHALE_LOG_FORMAT"),
         (["--exchange-addresses", "/nonexistent.csv"], {}, "--exchange-addresses"),
-        (["--apprise-url", "not a url"], {}, "--apprise-urls"),
+        (["--apprise-url", "not a url"], {}, "--apprise-url / WHALE_APPRISE_URLS"),
     ],
 )
 def test_config_errors_exit_2_with_one_line(
@@ -139,3 +139,21 @@ def test_listen_port_in_use_is_a_config_error(tmp_path: Path) -> None:
                          "--mempool-url", "http://127.0.0.1:9")  # fmt: skip
     assert result.returncode == 2
     assert "--listen" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_readme_documents_every_setting_and_metric() -> None:
+    """Every flag, environment variable and metric name appears in the README."""
+    from prometheus_client import CollectorRegistry
+
+    from exporter.config import Settings, env_name, flag
+    from exporter.metrics import Metrics
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    for name in Settings.model_fields:
+        assert f"`{flag(name)}`" in readme, name
+        assert f"`{env_name(name)}`" in readme, name
+    registry = CollectorRegistry()
+    Metrics(registry, process=False)
+    for family in registry.collect():
+        suffix = {"counter": "_total", "info": "_info"}.get(family.type, "")
+        assert f"`{family.name}{suffix}`" in readme, family.name

@@ -19,7 +19,7 @@ GRAFANA = ROOT / "grafana"
 GENERATOR = GRAFANA / "generate.py"
 DASHBOARD_DIR = GRAFANA / "dashboards"
 DATASOURCES_YML = GRAFANA / "provisioning" / "datasources" / "datasources.yml"
-DOCS = ROOT / "docs" / "dashboards-and-alerts.md"
+DOCS = ROOT / "README.md"
 
 DASHBOARD_FILES = sorted(DASHBOARD_DIR.glob("*.json"))
 REQUIRED_VARIABLES = {"datasource": "datasource", "job": "query", "instance": "query"}
@@ -303,7 +303,7 @@ def test_every_promql_expression_parses_with_promtool(tmp_path: Path) -> None:
 
 
 def test_docs_list_every_panel() -> None:
-    """docs/dashboards-and-alerts.md names every dashboard and every panel."""
+    """The README names every dashboard and every panel."""
     text = " ".join(DOCS.read_text(encoding="utf-8").split())
     for path in DASHBOARD_FILES:
         model = load_dashboard(path)

@@ -18,7 +18,7 @@ RULES_DIR = ROOT / "prometheus" / "rules"
 RULE_TESTS_DIR = ROOT / "prometheus" / "tests"
 ALERTMANAGER_YML = ROOT / "alerting" / "alertmanager.yml"
 RUNBOOK = ROOT / "alerting" / "RUNBOOK.md"
-DOCS = ROOT / "docs" / "dashboards-and-alerts.md"
+DOCS = ROOT / "README.md"
 
 RUNBOOK_URL = (
     "https://github.com/mempool-whale-exporter/mempool-whale-exporter/blob/main/alerting/RUNBOOK.md"
@@ -278,7 +278,7 @@ def test_warning_is_inhibited_by_the_critical_of_the_same_alert() -> None:
 
 
 def test_docs_list_every_alert() -> None:
-    """docs/dashboards-and-alerts.md mentions every alert with its severities."""
+    """The README mentions every alert with its severities."""
     text = DOCS.read_text(encoding="utf-8")
     for rule in alert_rules():
         rows = [line for line in text.splitlines() if f"`{rule['alert']}`" in line]
