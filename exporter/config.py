@@ -65,8 +65,10 @@ class Settings(BaseSettings):
         14.0, gt=0, description="Days pending before a whale is checked for expiry"
     )
     drop_grace: float = Field(
-        60.0, ge=0, description="Seconds a removed whale waits for its replacement before a "
-        "REST check may call it dropped"
+        60.0,
+        ge=0,
+        description="Seconds a removed whale waits for its replacement before a "
+        "REST check may call it dropped",
     )
     check_interval: float = Field(
         10.0, gt=0, description="Seconds between outcome checks and accuracy updates"

@@ -1,6 +1,6 @@
 """A simulated mempool.space backend: WebSocket and REST on one loopback port.
 
-It follows shared/MEMPOOL_PROTOCOL.md (the real backend's behaviour): a WebSocket upgrade is accepted
+It follows shared/MEMPOOL_PROTOCOL.md (the real backend): a WebSocket upgrade is accepted
 on any path (clients use ``/api/v1/ws``), plain HTTP GETs are answered from ``/api/...``.
 Tests script it (``add``, ``replace``, ``remove``, ``flush``, ``mine``, ``reorg``) and inject
 faults (lost messages, out-of-sync sequence, dropped sockets, HTTP 429, prices down); in auto

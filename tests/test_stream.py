@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
@@ -17,7 +18,9 @@ from exporter.stream import StreamClient, StreamOptions, backoff_schedule
 Handler = Callable[[ServerConnection], Awaitable[None]]
 
 
+@contextlib.asynccontextmanager
 async def scripted(handler: Handler) -> AsyncIterator[str]:
+    """A WebSocket server on 127.0.0.1 running `handler` per connection; yields its base URL."""
     async with serve(handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]  # type: ignore[index]
         yield f"http://127.0.0.1:{port}"
@@ -45,7 +48,7 @@ async def test_malformed_frames_are_counted_and_never_crash(start_exporter: Star
             await ws.send(frame)
         await ws.wait_closed()
 
-    async for url in scripted(handler):
+    async with scripted(handler) as url:
         exporter = await start_exporter(url, backfill=False)
         await wait_for(lambda: exporter.value("whale_transactions_total", flow="unknown") == 1)
         assert exporter.value("whale_stream_decode_errors_total", kind="frame") == 5
@@ -66,7 +69,7 @@ async def test_silent_server_gets_pinged_then_dropped() -> None:
         async for message in ws:
             received.append(orjson.loads(message))  # never answers
 
-    async for url in scripted(handler):
+    async with scripted(handler) as url:
         states: list[str] = []
         port = url.rsplit(":", 1)[1]
 
@@ -101,7 +104,7 @@ async def test_pong_keeps_the_stream_alive() -> None:
                 pings += 1
                 await ws.send(orjson.dumps({"pong": True}))
 
-    async for url in scripted(handler):
+    async with scripted(handler) as url:
         states: list[str] = []
         frames: list[object] = []
 
