@@ -27,7 +27,7 @@ from exporter.models import SATS_PER_BTC, Detection, Event, EventKind, Flow, Sco
 from exporter.protocol import Frame, MempoolDelta, SequenceWatch, decode_frame
 from exporter.rest import MempoolRest
 from exporter.store import Store
-from exporter.tracker import Outcome, Tracker
+from exporter.tracker import Step, Tracker
 
 log = logging.getLogger(__name__)
 FEE_MAX_AGE = 120.0  # seconds before the stream's fee picture counts as stale
@@ -70,7 +70,6 @@ class Pipeline:
         self.resync = asyncio.Event()  # set when a backfill and reconciliation are due
         self._price_at: float | None = None
         self._unsaved: dict[str, Signal] = {}
-        self.last_backfill: dict[str, Any] = {}
 
     # --- start-up ----------------------------------------------------------------------------
 
@@ -121,7 +120,7 @@ class Pipeline:
             self.metrics.messages.labels(kind).inc()
         now = self.clock()
         self._update_picture(frame, now)
-        out = Outcome()
+        out = Step()
         if frame.blocks:
             out = self.tracker.on_blocks(frame.blocks)
         delta = frame.delta
@@ -134,10 +133,10 @@ class Pipeline:
         if frame.block is not None:
             mined = delta.mined if delta is not None else []
             step = self.tracker.on_block(frame.block, mined, now, delta or MempoolDelta(None))
-            out = _merge(out, step)
+            out = out.merge(step)
         elif delta is not None:
             step = self.tracker.on_delta(delta, now, self.scorer, self.floor_sats())
-            out = _merge(out, step)
+            out = out.merge(step)
         await self.publish(out, received_at)
 
     def scorer(self, detection: Detection) -> Scoring:
@@ -150,7 +149,7 @@ class Pipeline:
 
     # --- publishing ---------------------------------------------------------------------------
 
-    async def publish(self, out: Outcome, received_at: float | None = None) -> None:
+    async def publish(self, out: Step, received_at: float | None = None) -> None:
         """Save the step's signals in one batch, then update metrics and hand alerts on."""
         self.metrics.seen.inc(out.seen)
         if out.errors:
@@ -322,7 +321,6 @@ class Pipeline:
     async def backfill(self) -> int:
         """Sweep the projected blocks for whales we have not seen; returns how many were new."""
         floor = self.floor_sats()
-        started = self.clock()
         try:
             async with asyncio.timeout(60):
                 txids = await backfill.projected_candidates(
@@ -335,7 +333,6 @@ class Pipeline:
         except Exception as exc:  # any failure of a best-effort sweep is logged and counted
             self.metrics.backfill_runs.labels("error").inc()
             log.warning("backfill failed: %s", exc or type(exc).__name__)
-            self.last_backfill = {"at": started, "ok": False, "error": type(exc).__name__}
             return 0
         delta = MempoolDelta(None, added=[tx for tx in txs if tx is not None])
         out = self.tracker.on_delta(delta, self.clock(), self.scorer, floor, backfilled=True)
@@ -345,7 +342,6 @@ class Pipeline:
         self.metrics.backfill_runs.labels("ok").inc()
         self.metrics.backfill_recovered.inc(found)
         self.metrics.backfill_last_success.set(self.clock())
-        self.last_backfill = {"at": started, "ok": True, "candidates": len(fresh), "found": found}
         log.info("backfill: %d candidates, %d new whales", len(fresh), found)
         return found
 
@@ -381,13 +377,6 @@ class Pipeline:
             days = self.settings.retention_days
             log.info("retention deleted %d rows older than %d days", deleted, days)
         return deleted
-
-
-def _merge(first: Outcome, second: Outcome) -> Outcome:
-    first.events.extend(second.events)
-    first.seen += second.seen
-    first.errors.extend(second.errors)
-    return first
 
 
 @contextlib.contextmanager

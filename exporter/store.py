@@ -258,8 +258,6 @@ class Store:
             if value is not None:
                 clauses.append(f"{column} {op} ?")
                 params.append(value)
-        if query.outcome is not None:
-            clauses.append("status <> 'pending'")
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         params.append(query.limit)
         tail = f"{where} ORDER BY detected_at DESC LIMIT ?"

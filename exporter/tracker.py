@@ -24,12 +24,18 @@ DAY = 86_400.0
 
 
 @dataclass(slots=True)
-class Outcome:
-    """Counts of one step, for metrics; events carry the rest."""
+class Step:
+    """What one tracker call produced: events, and counts for metrics."""
 
     events: list[Event] = field(default_factory=list)
     seen: int = 0
     errors: list[str] = field(default_factory=list)
+
+    def merge(self, other: Step) -> Step:
+        self.events.extend(other.events)
+        self.seen += other.seen
+        self.errors.extend(other.errors)
+        return self
 
 
 class Tracker:
@@ -91,9 +97,9 @@ class Tracker:
         floor_sats: int,
         *,
         backfilled: bool = False,
-    ) -> Outcome:
+    ) -> Step:
         """Apply one `mempool-transactions` message (a poll; blocks go through `on_block`)."""
-        out = Outcome()
+        out = Step()
         for txid in delta.removed:
             chain_id = self._by_txid.get(txid)
             if chain_id is not None and self.pending[chain_id].txid == txid:
@@ -117,7 +123,7 @@ class Tracker:
         floor_sats: int,
         replaced_by: Mapping[Any, str],
         backfilled: bool,
-        out: Outcome,
+        out: Step,
     ) -> None:
         try:
             gross = gross_sats(tx)
@@ -157,7 +163,7 @@ class Tracker:
         now: float,
         scorer: Scorer,
         floor_sats: int,
-        out: Outcome,
+        out: Step,
     ) -> None:
         if detection.txid in signal.chain:
             return
@@ -175,9 +181,9 @@ class Tracker:
 
     def on_block(
         self, block: Mapping[str, Any], mined: Iterable[str], now: float, delta: MempoolDelta
-    ) -> Outcome:
+    ) -> Step:
         """A new block: its `mined` txids confirm whales; `replaced` pairs are conflicts."""
-        out = Outcome()
+        out = Step()
         height, block_hash = block.get("height"), block.get("id")
         if not isinstance(height, int) or not isinstance(block_hash, str):
             out.errors.append("block without height or id")
@@ -200,9 +206,9 @@ class Tracker:
                 self._finish(signal, Status.REPLACED, height, block_hash, at, out)
         return out
 
-    def on_blocks(self, blocks: Iterable[Mapping[str, Any]]) -> Outcome:
+    def on_blocks(self, blocks: Iterable[Mapping[str, Any]]) -> Step:
         """The `blocks` list (on subscribe, and again after a reorg)."""
-        out = Outcome()
+        out = Step()
         for block in blocks:
             height, block_hash = block.get("height"), block.get("id")
             if isinstance(height, int) and isinstance(block_hash, str):
@@ -212,7 +218,7 @@ class Tracker:
                     self._see_block(height, block_hash, out)
         return out
 
-    def _see_block(self, height: int, block_hash: str, out: Outcome) -> None:
+    def _see_block(self, height: int, block_hash: str, out: Step) -> None:
         known = self._blocks.get(height)
         if known is not None and known != block_hash:
             self._reopen_block(known, out)  # a reorg: the earlier block at this height is gone
@@ -221,7 +227,7 @@ class Tracker:
         while len(self._blocks) > 200:
             self._blocks.popitem(last=False)
 
-    def _reopen_block(self, block_hash: str, out: Outcome) -> None:
+    def _reopen_block(self, block_hash: str, out: Step) -> None:
         for signal in [s for s in self._resolved.values() if s.block_hash == block_hash]:
             self._reopen(signal)
             out.events.append(Event(EventKind.CORRECTED, signal.snapshot()))
@@ -235,7 +241,7 @@ class Tracker:
         self._track(signal, None)
         self._recheck.add(signal.chain_id)
 
-    def _mined(self, txid: str, height: int, block_hash: str, at: float, out: Outcome) -> None:
+    def _mined(self, txid: str, height: int, block_hash: str, at: float, out: Step) -> None:
         chain_id = self._by_txid.get(txid)
         if chain_id is not None:
             signal = self.pending[chain_id]
@@ -259,12 +265,12 @@ class Tracker:
         height: int,
         block_hash: str,
         at: float,
-        out: Outcome,
+        out: Step,
     ) -> None:
         signal.block_height, signal.block_hash = height, block_hash
         self._resolve(signal, status, at, out)
 
-    def _resolve(self, signal: Signal, status: Status, at: float, out: Outcome) -> None:
+    def _resolve(self, signal: Signal, status: Status, at: float, out: Step) -> None:
         signal.status = status
         signal.resolved_at = at
         self._untrack(signal)
@@ -297,8 +303,8 @@ class Tracker:
         self._recheck.update(self.pending)
         return [signal.txid for signal in self.pending.values()]
 
-    def on_status(self, txid: str, status: TxStatus, now: float) -> Outcome:
-        out = Outcome()
+    def on_status(self, txid: str, status: TxStatus, now: float) -> Step:
+        out = Step()
         chain_id = self._by_txid.get(txid)
         if chain_id is None:
             return out
