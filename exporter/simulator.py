@@ -58,6 +58,7 @@ MAX_KEPT_BLOCKS = 100
 MAX_BUILT = 2_000
 MAX_PREVOUT_INDEX = 50_000
 MAX_LOG_ENTRIES = 10_000
+MAX_REFILL = 2_000
 INITIAL_MEMPOOL_TXS = 8_000
 INITIAL_TIP_HEIGHT = 900_000
 MIN_RELAY_FEE_BTC_KVB = 0.00001
@@ -411,7 +412,6 @@ class SimulatedMempool:
         self._new_txs: deque[dict[str, Any]] = deque(maxlen=6)
         self._arrivals: deque[tuple[float, int]] = deque()
         self._whales: deque[str] = deque(maxlen=100)
-        self._vsize_since_block = 0
         self._usd = 95_000.0 + self._rng.uniform(-5_000, 5_000)
         self._clients: set[_Client] = set()
         self._server: Server | None = None
@@ -754,7 +754,6 @@ class SimulatedMempool:
         self._new_txs.append(short)
         vsize = tx_vsize(tx)
         self._arrivals.append((self._clock(), vsize))
-        self._vsize_since_block += vsize
         if len(self._mempool) > MAX_MEMPOOL_TXS:
             lowest = min(self._mempool.values(), key=tx_rate)
             self._drop(str(lowest["txid"]))
@@ -1168,7 +1167,6 @@ class SimulatedMempool:
         for old, _ in conflicts:
             self._drop(old)  # reported in the next poll's ``removed``
         self._usd *= math.exp(self._rng.gauss(0, 0.002))
-        self._vsize_since_block = 0
         sequence = self._next_sequence()
         projection = self._refresh_projection()
         delta = {
@@ -1240,7 +1238,6 @@ class SimulatedMempool:
         self._pending_removed.clear()
         self._pending_replaced.clear()
         self._arrivals.clear()
-        self._vsize_since_block = 0
         self._refresh_projection()
 
     async def _auto_loop(self) -> None:
@@ -1272,9 +1269,20 @@ class SimulatedMempool:
             self.remove(cheapest)
         await self.flush()
         if block_due:
-            # Keep a steady backlog: a block takes about what arrived since the last one.
-            limit = min(BLOCK_VSIZE - 1_000, int(self._vsize_since_block * 1.05) + 20_000)
-            await self.mine(self._select_template(limit))
+            # Miners fill blocks to ~1 MvB, as the projection assumes. The rest of the network
+            # then tops the backlog up again (at most MAX_REFILL txs per block), so the mempool
+            # stays busy and the projected blocks stay meaningful.
+            backlog = self._backlog_vsize()
+            await self.mine(self._select_template())
+            vsize, added = self._backlog_vsize(), 0
+            while vsize < backlog and added < MAX_REFILL:
+                tx = self.random_tx()
+                self.add(tx)
+                vsize += tx_vsize(tx)
+                added += 1
+
+    def _backlog_vsize(self) -> float:
+        return sum(tx_vsize(tx) for tx in self._mempool.values())
 
     def _auto_rbf(self) -> None:
         pending = [t for t in self._whales if t in self._mempool]
