@@ -496,6 +496,7 @@ async def ingest(work: Workload, directory: Path) -> Ingest:
     whale_frames: list[float] = []
     block_frames: list[float] = []
     clock, wall, process = time.perf_counter, time.time, pipeline.process
+    gc.freeze()  # as app.run does once started: start-up objects are not collected again
     try:
         started = clock()
         for raw, kind in zip(work.frames, work.kinds, strict=True):
@@ -507,6 +508,7 @@ async def ingest(work: Workload, directory: Path) -> Ingest:
             elif kind == BLOCK:
                 block_frames.append(took)
         await pipeline.flush()  # nothing left unsaved counts as done
+        await store.sync()  # and the journal loaded into DuckDB, as the app does every second
         seconds = clock() - started
         rows = await store.read(
             lambda cursor: int(cursor.execute("SELECT count(*) FROM signals").fetchone()[0])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 SHUTDOWN_DEADLINE = 4.0
 REFRESH_SECONDS = 30.0
 RETENTION_SECONDS = 86_400.0
+JOURNAL_LOAD_SECONDS = 1.0
 
 
 class _Server(uvicorn.Server):
@@ -178,7 +180,9 @@ async def _serve(
                 group.create_task(every(tick, pipeline.tick, first=tick)),
                 group.create_task(every(REFRESH_SECONDS, pipeline.refresh_from_rest)),
                 group.create_task(every(RETENTION_SECONDS, pipeline.retention)),
+                group.create_task(every(JOURNAL_LOAD_SECONDS, store.sync)),
             ]
+            gc.freeze()  # start-up objects need no more collecting: shorter GC pauses
             # The socket is already listening: early requests wait in its backlog.
             port = sock.getsockname()[1]
             log.info("serving on http://%s:%d (metrics at /metrics)", settings.host, port)

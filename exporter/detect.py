@@ -30,20 +30,36 @@ def _sats(value: Any, where: str) -> int:
 
 
 def gross_sats(tx: Any) -> int:
-    """Sum of all outputs; raises DecodeError for a malformed or impossible transaction."""
+    """Sum of all outputs; raises DecodeError for a malformed or impossible transaction.
+
+    Every mempool transaction passes here, so the common case is kept to one loop.
+    """
+    try:
+        total = 0
+        for out in tx["vout"]:
+            value = out["value"]
+            if type(value) is not int or value < 0:  # bool is not int here, on purpose
+                raise TypeError
+            total += value
+    except (TypeError, KeyError, IndexError):
+        return _explain(tx)
+    if total > MAX_SATS:
+        raise DecodeError(f"outputs sum to {total} sats, more than 21M BTC")
+    return total
+
+
+def _explain(tx: Any) -> int:
+    """The slow path of `gross_sats`: say exactly what is wrong."""
     if not isinstance(tx, dict):
         raise DecodeError("transaction is not an object")
     vout = tx.get("vout")
     if not isinstance(vout, list):
         raise DecodeError("transaction has no vout list")
-    total = 0
     for out in vout:
         if not isinstance(out, dict):
             raise DecodeError("output is not an object")
-        total += _sats(out.get("value"), "output")
-    if total > MAX_SATS:
-        raise DecodeError(f"outputs sum to {total} sats, more than 21M BTC")
-    return total
+        _sats(out.get("value"), "output")
+    raise DecodeError("transaction is malformed")  # pragma: no cover
 
 
 def _address(item: Mapping[str, Any] | None) -> str | None:

@@ -1,15 +1,19 @@
 """DuckDB store: the one owner of the write connection.
 
-Writes run serially on a single worker thread, in batches, so the event loop never blocks.
-Reads run on other threads through their own cursors. The schema is versioned and migrated
-forward on open; times are Unix seconds (DOUBLE).
+Signals are saved through the journal (`journal.py`): durable in a tenth of a millisecond, then
+loaded into DuckDB in bulk by DuckDB itself (`read_json`), on the single writer thread, so the
+event loop never blocks and Python binds no parameters. Every read loads pending lines first,
+so readers never see less than was saved. Reads run on other threads through their own
+cursors. The schema is versioned and migrated forward on open; times are Unix seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,7 +21,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
+import orjson
 
+from exporter.journal import Journal
 from exporter.models import Flow, Signal, Status, Urgency
 
 log = logging.getLogger(__name__)
@@ -156,6 +162,12 @@ class Store:
         self._con: Connection | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-writer")
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="duckdb-reader")
+        self._journal = Journal(path)
+        self._appender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._dirty = False
+        self._sync_lock = asyncio.Lock()
+        self._seq = itertools.count(time.time_ns())  # orders lines, also across restarts
+        self._reading = ""
 
     @property
     def is_open(self) -> bool:
@@ -167,23 +179,57 @@ class Store:
             con = duckdb.connect(str(self.path))
             try:
                 migrate(con)
+                self._reading = _json_columns(con)
+                for leftover in self._journal.leftovers():
+                    log.info("loading %s left by an earlier run", leftover.name)
+                    _load_journal(con, leftover, self._reading)
+                    leftover.unlink()
             except Exception:
                 con.close()
                 raise
             self._con = con
+            self._journal.open()
 
         await self._on_writer(_open)
 
     async def close(self) -> None:
+        """Load what is journaled, then close; a failed load is replayed at the next open."""
+
         def _close() -> None:
+            self._journal.close()
             if self._con is not None:
                 self._con.close()
                 self._con = None
 
+        if self._con is not None:
+            try:
+                await self.sync()
+            except Exception:
+                log.exception("journal load at close failed; it is loaded at the next start")
         with contextlib.suppress(RuntimeError):
             await self._on_writer(_close)
-        self._writer.shutdown(wait=True)
-        self._readers.shutdown(wait=True)
+        for pool in (self._appender, self._writer, self._readers):
+            pool.shutdown(wait=True)
+
+    async def sync(self) -> None:
+        """Load every journaled line into DuckDB (no-op when nothing was saved since)."""
+        async with self._sync_lock:
+            if not self._dirty and not self._journal.loading.exists():
+                return
+            self._dirty = False
+            loop = asyncio.get_running_loop()
+            try:
+                # Sealing runs on the journal thread, after every append already submitted.
+                sealed = await loop.run_in_executor(self._appender, self._journal.sealed)
+                if sealed is not None:
+                    await self._on_writer(self._load, sealed)
+            except BaseException:
+                self._dirty = True
+                raise
+
+    def _load(self, sealed: Path) -> None:
+        _load_journal(self._connection(), sealed, self._reading)
+        sealed.unlink()
 
     async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
@@ -206,6 +252,7 @@ class Store:
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(cursor, *args)` on a reader thread with a cursor of its own."""
+        await self.sync()
 
         def _run() -> T:
             cursor = self._connection().cursor()
@@ -224,10 +271,16 @@ class Store:
     # --- signals -------------------------------------------------------------------------
 
     async def save(self, signals: Iterable[Signal]) -> None:
-        """Upsert a batch of signals in one multi-row statement (last version per chain wins)."""
-        latest = {signal.chain_id: row_of(signal) for signal in signals}
-        if latest:
-            await self.write(_upsert, list(latest.values()))
+        """Journal a batch of signals durably; returns once they are on disk."""
+        lines = b"".join(
+            orjson.dumps({"seq": next(self._seq), **dict(zip(COLUMNS, row_of(s), strict=True))})
+            + b"\n"
+            for s in signals
+        )
+        if lines:
+            self._dirty = True
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._appender, self._journal.append, lines)
 
     async def load_pending(self) -> list[Signal]:
         return await self.read(_select_signals, "WHERE status = 'pending'", [])
@@ -271,15 +324,26 @@ class Store:
         return await self.write(_delete_before, cutoff)
 
 
-def _upsert(con: Connection, rows: list[tuple[Any, ...]]) -> None:
-    placeholders = "(" + ", ".join("?" * len(COLUMNS)) + ")"
-    for start in range(0, len(rows), 500):
-        chunk = rows[start : start + 500]
-        con.execute(
-            f"INSERT OR REPLACE INTO signals ({', '.join(COLUMNS)}) VALUES "
-            + ", ".join([placeholders] * len(chunk)),
-            [value for row in chunk for value in row],
-        )
+def _json_columns(con: Connection) -> str:
+    """How to read journal lines: read_json's `columns` struct, and a filter of whole rows."""
+    rows = con.execute(
+        "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+        "WHERE table_name = 'signals'"
+    ).fetchall()
+    types = {name: kind for name, kind, _ in rows}
+    fields = ", ".join(f"{name}: '{types[name]}'" for name in COLUMNS)
+    required = " AND ".join(f"{name} IS NOT NULL" for name, _, null in rows if null == "NO")
+    return f"columns = {{seq: 'BIGINT', {fields}}}, ignore_errors = true) WHERE {required}"
+
+
+def _load_journal(con: Connection, path: Path, reading: str) -> None:
+    """Upsert the newest line of each chain in `path`; a torn last line is skipped."""
+    con.execute(
+        f"INSERT OR REPLACE INTO signals ({', '.join(COLUMNS)}) "
+        f"SELECT {', '.join(COLUMNS)} FROM read_json(?, format = 'newline_delimited', "
+        f"{reading} QUALIFY row_number() OVER (PARTITION BY chain_id ORDER BY seq DESC) = 1",
+        [str(path)],
+    )
 
 
 def _select_signals(cursor: Connection, tail: str, params: list[Any]) -> list[Signal]:

@@ -56,7 +56,8 @@ class Tracker:
         self.pending: dict[str, Signal] = {}
         self.pending_by_flow: Counter[Flow] = Counter()
         self._by_txid: dict[str, str] = {}  # every member of a pending chain -> chain_id
-        self._outpoints: dict[tuple[str, int], str] = {}  # spent by a chain's newest member
+        # outpoints spent by each chain's newest member: prev txid -> vout -> chain_id
+        self._outpoints: dict[str, dict[int, str]] = {}
         self._spent: dict[str, tuple[tuple[str, int], ...]] = {}  # chain_id -> its outpoints
         self._resolved: OrderedDict[str, Signal] = OrderedDict()  # chain_id -> signal
         self._resolved_txids: dict[str, str] = {}
@@ -143,15 +144,16 @@ class Tracker:
             out.events.append(Event(EventKind.DETECTED, signal.snapshot()))
 
     def _conflict(self, tx: dict[str, Any], replaced_by: Mapping[Any, str]) -> str | None:
-        """The pending chain this transaction replaces, if any."""
-        if not self.pending:
-            return None
-        old = replaced_by.get(tx.get("txid"))
-        if old is not None and (chain_id := self._by_txid.get(old)) is not None:
-            return chain_id
+        """The pending chain this transaction replaces, if any (every transaction asks)."""
+        if replaced_by:
+            old = replaced_by.get(tx.get("txid"))
+            if old is not None and (chain_id := self._by_txid.get(old)) is not None:
+                return chain_id
+        spent: dict[Any, dict[Any, str]] = self._outpoints
         for item in tx.get("vin") or ():
-            if isinstance(item, dict):
-                chain_id = self._outpoints.get((item.get("txid"), item.get("vout")))  # type: ignore[arg-type]
+            vouts = spent.get(item.get("txid")) if isinstance(item, dict) else None
+            if vouts is not None:
+                chain_id = vouts.get(item.get("vout"))
                 if chain_id is not None and self.pending[chain_id].txid != tx.get("txid"):
                     return chain_id
         return None
@@ -341,14 +343,17 @@ class Tracker:
     def _index(self, signal: Signal, detection: Detection | None) -> None:
         self._by_txid[signal.txid] = signal.chain_id
         if detection is not None:
-            for outpoint in detection.outpoints:
-                self._outpoints[outpoint] = signal.chain_id
+            for txid, vout in detection.outpoints:
+                self._outpoints.setdefault(txid, {})[vout] = signal.chain_id
             self._spent[signal.chain_id] = detection.outpoints
 
     def _unindex_outpoints(self, signal: Signal) -> None:
-        for outpoint in self._spent.pop(signal.chain_id, ()):
-            if self._outpoints.get(outpoint) == signal.chain_id:
-                del self._outpoints[outpoint]
+        for txid, vout in self._spent.pop(signal.chain_id, ()):
+            vouts = self._outpoints.get(txid, {})
+            if vouts.get(vout) == signal.chain_id:
+                del vouts[vout]
+                if not vouts:
+                    del self._outpoints[txid]
 
     def _untrack(self, signal: Signal) -> None:
         if self.pending.pop(signal.chain_id, None) is not None:

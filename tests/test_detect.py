@@ -80,7 +80,7 @@ def test_vsize_from_weight_when_missing() -> None:
         (lambda tx: tx.pop("txid"), "txid"),
         (lambda tx: tx.update(txid="xyz"), "txid"),
         (lambda tx: tx["vout"][0].update(value=-1), "impossible"),
-        (lambda tx: tx["vout"][0].update(value=21_000_001 * BTC), "impossible"),
+        (lambda tx: tx["vout"][0].update(value=21_000_001 * BTC), "21M"),
         (lambda tx: tx["vout"].append({"value": 20_999_999 * BTC}), "21M"),
         (lambda tx: tx["vout"][0].update(value="100"), "integer"),
         (lambda tx: tx.update(vout=None), "vout"),

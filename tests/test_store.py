@@ -75,3 +75,31 @@ async def test_whale_filters(tmp_path: Path) -> None:
         assert ids(await store.whales(WhaleQuery(outcome=Status.CONFIRMED))) == []
     finally:
         await store.close()
+
+
+async def test_journal_survives_a_crash_before_loading(tmp_path: Path) -> None:
+    """Signals journaled but never loaded into DuckDB (a crash) are loaded at the next open."""
+    store = Store(tmp_path / "w.duckdb")
+    await store.open()
+    first = signal(150)
+    await store.save([first])
+    newer = first.snapshot()
+    newer.status = Status.CONFIRMED
+    await store.save([newer, signal(400)])
+    # a crash: the process dies without loading or closing anything
+    store._journal.close()
+    store._con.close()  # type: ignore[union-attr]
+    for pool in (store._appender, store._writer, store._readers):
+        pool.shutdown()
+    journal = tmp_path / "w.duckdb.journal"
+    with journal.open("ab") as handle:
+        handle.write(b'{"seq": 1, "chain_id": "torn')  # a half-written last line
+    again = Store(tmp_path / "w.duckdb")
+    await again.open()
+    try:
+        rows = {row.txid: row for row in await again.whales(WhaleQuery())}
+        assert len(rows) == 2
+        assert rows[first.txid].status is Status.CONFIRMED
+        assert not journal.with_name("w.duckdb.journal.loading").exists()
+    finally:
+        await again.close()
