@@ -5,9 +5,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+
+import pytest
+
+from exporter.models import Flow, Signal
+from exporter.simulator import SimulatedMempool
 
 BTC = 100_000_000
 _counter = itertools.count()
@@ -90,3 +96,42 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or condition}")
         await asyncio.sleep(0.02)
+
+
+def make_signal(txid: str, btc: float, /, **changes: Any) -> Signal:
+    """A pending whale signal with plain defaults; `changes` sets any other field."""
+    values: dict[str, Any] = {
+        "chain_id": txid,
+        "txid": txid,
+        "detected_at": 1_700_000_000.0,
+        "first_seen": 1_700_000_000.0,
+        "value_sats": round(btc * BTC),
+        "gross_sats": round(btc * BTC),
+        "fee_sats": 20_000,
+        "vsize": 400.0,
+        "fee_rate": 50.0,
+        "effective_fee_rate": 50.0,
+        "flow": Flow.INFLOW,
+        "entity": "Binance",
+        "bip125": True,
+        "chain": [txid],
+    }
+    values.update(changes)
+    return Signal(**values)
+
+
+def sim_whale(sim: SimulatedMempool, btc: float = 250, **kwargs: Any) -> dict[str, Any]:
+    """A whale transaction built by the simulator, to a fresh address."""
+    return sim.make_tx(outputs=[(sim.random_address(), int(btc * BTC))], **kwargs)
+
+
+def tool(name: str) -> str:
+    """The path of a Debian binary, or a test failure (not a skip) saying how to install it."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(
+            f"{name} is not on PATH. `make test` installs it (Debian packages prometheus and "
+            "prometheus-alertmanager); by hand: apt-get install prometheus prometheus-alertmanager",
+            pytrace=False,
+        )
+    return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from support import make_signal
 
 from exporter.alert_rules import (
     Notice,
@@ -23,24 +24,17 @@ TXID = "cd" * 32
 
 def whale(btc: float = 200.0, **changes: object) -> Signal:
     values: dict[str, object] = {
-        "chain_id": TXID,
-        "txid": TXID,
         "detected_at": 1.0,
         "first_seen": 1.0,
-        "value_sats": round(btc * 1e8),
-        "gross_sats": round(btc * 1e8),
         "fee_sats": 1_000,
         "vsize": 200.0,
         "fee_rate": 5.0,
         "effective_fee_rate": 5.0,
-        "flow": Flow.INFLOW,
         "entity": "Kraken",
         "bip125": False,
         "urgency_level": Urgency.MEDIUM,
-        "chain": [TXID],
     }
-    values.update(changes)
-    return Signal(**values)  # type: ignore[arg-type]
+    return make_signal(TXID, btc, **{**values, **changes})
 
 
 RULES = """

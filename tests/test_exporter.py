@@ -7,14 +7,11 @@ import subprocess
 
 from conftest import EXCHANGES, StartExporter
 from support import BTC, wait_for
+from support import sim_whale as whale
 
 from exporter.simulator import SimulatedMempool
 
 BINANCE, KRAKEN = list(EXCHANGES)
-
-
-def whale(sim: SimulatedMempool, btc: float = 250, **kwargs: object) -> dict:
-    return sim.make_tx(outputs=[(sim.random_address(), int(btc * BTC))], **kwargs)  # type: ignore[arg-type]
 
 
 async def test_whales_reach_store_metrics_and_api(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from support import make_signal
+
 from exporter import message
 from exporter.alert_rules import Notice, NoticeKind
 from exporter.models import Flow, Signal, Status, Urgency
@@ -11,28 +13,16 @@ TXID = "ab" * 32
 
 def whale(**changes: object) -> Signal:
     values: dict[str, object] = {
-        "chain_id": TXID,
-        "txid": TXID,
-        "detected_at": 1_700_000_000.0,
-        "first_seen": 1_700_000_000.0,
         "value_sats": 123_450_000_000,
         "gross_sats": 123_460_000_000,
-        "fee_sats": 20_000,
-        "vsize": 400.0,
-        "fee_rate": 50.0,
         "effective_fee_rate": 62.5,
-        "flow": Flow.INFLOW,
-        "entity": "Binance",
-        "bip125": True,
         "urgency_score": 0.87,
         "urgency_level": Urgency.HIGH,
         "urgency_fallback": False,
         "predicted_blocks": 1,
         "value_usd": 98_765_432.0,
-        "chain": [TXID],
     }
-    values.update(changes)
-    return Signal(**values)  # type: ignore[arg-type]
+    return make_signal(TXID, 0, **{**values, **changes})
 
 
 def link(txid: str) -> str:

@@ -15,6 +15,7 @@ import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import SecretStr
+from support import make_signal
 
 from exporter.config import Settings
 from exporter.errors import ConfigError
@@ -29,29 +30,13 @@ PASSWORD = "pa55Wordxyz"
 
 
 def whale(n: int = 1, btc: float = 1234.5, **changes: Any) -> Signal:
-    txid = f"{n:064x}"
     values: dict[str, Any] = {
-        "chain_id": txid,
-        "txid": txid,
-        "detected_at": 1_700_000_000.0,
-        "first_seen": 1_700_000_000.0,
-        "value_sats": round(btc * 1e8),
-        "gross_sats": round(btc * 1e8),
-        "fee_sats": 20_000,
-        "vsize": 400.0,
-        "fee_rate": 50.0,
-        "effective_fee_rate": 50.0,
-        "flow": Flow.INFLOW,
-        "entity": "Binance",
-        "bip125": True,
         "urgency_score": 0.9,
         "urgency_level": Urgency.HIGH,
         "urgency_fallback": False,
         "predicted_blocks": 1,
-        "chain": [txid],
     }
-    values.update(changes)
-    return Signal(**values)
+    return make_signal(f"{n:064x}", btc, **{**values, **changes})
 
 
 def detected(n: int = 1, **changes: Any) -> Event:

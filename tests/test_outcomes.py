@@ -5,13 +5,10 @@ from __future__ import annotations
 import duckdb
 from conftest import StartExporter
 from support import BTC, wait_for
+from support import sim_whale as whale
 
 from exporter.receiver import Receiver
 from exporter.simulator import SimulatedMempool
-
-
-def whale(sim: SimulatedMempool, btc: float = 250, **kwargs: object) -> dict:
-    return sim.make_tx(outputs=[(sim.random_address(), int(btc * BTC))], **kwargs)  # type: ignore[arg-type]
 
 
 async def started(sim: SimulatedMempool, start_exporter: StartExporter, **overrides: object):

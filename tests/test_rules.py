@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from support import tool
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_YML = ROOT / "prometheus" / "prometheus.yml"
@@ -39,18 +39,6 @@ SEVERITIES = {"critical", "warning", "info"}
 RECEIVER_BY_SEVERITY = {"critical": "oncall", "warning": "chat", "info": "chat"}
 RECEIVER_BY_ALERT = {"WhaleWatchdog": "deadmansswitch"}
 RUNBOOK_SUBSECTIONS = ["Meaning", "First checks", "Fixes"]
-
-
-def tool(name: str) -> str:
-    """Return the path of a required binary, failing (not skipping) when it is missing."""
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(
-            f"{name} is not on PATH. `make test` installs it; by hand: "
-            "apt-get install prometheus prometheus-alertmanager",
-            pytrace=False,
-        )
-    return path
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -26,6 +25,7 @@ import pytest
 import test_dashboards
 import yaml
 from conftest import EXCHANGES, Exporter, StartExporter
+from support import tool
 from test_dashboards import DASHBOARD_FILES, load_dashboard, prometheus_targets, substitute
 
 from exporter.receiver import Receiver, Request
@@ -46,18 +46,6 @@ STARTUP = 60.0  # seconds a server may take to come up on a loaded machine
 EVENTS = 120.0  # seconds for whales, blocks, outcomes and notifications to show in Prometheus
 ALERT = 90.0  # seconds for the stream alert to travel Prometheus -> Alertmanager -> Apprise
 CLOSED_PORT = "127.0.0.1:1"  # privileged and unused: SMTP fails at once instead of resolving
-
-
-def binary(name: str) -> str:
-    """The path of a Debian binary, or a test failure saying how to install it."""
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(
-            f"{name} is not on PATH. `make test` installs it (Debian packages prometheus and "
-            "prometheus-alertmanager); by hand: apt-get install prometheus prometheus-alertmanager",
-            pytrace=False,
-        )
-    return path
 
 
 def free_port() -> int:
@@ -258,8 +246,8 @@ class Stack:
 @pytest.fixture
 async def stack(tmp_path: Path, start_exporter: StartExporter) -> AsyncIterator[Stack]:
     """Everything started on loopback; stopped in reverse order, processes reaped."""
-    prometheus_bin = binary("prometheus")
-    alertmanager_bin = binary("prometheus-alertmanager")
+    prometheus_bin = tool("prometheus")
+    alertmanager_bin = tool("prometheus-alertmanager")
     sim = SimulatedMempool(
         seed=7,
         auto=True,
