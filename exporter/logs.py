@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -74,3 +75,28 @@ def configure(level: str, fmt: str, secrets: Iterable[str] = ()) -> None:
     # Libraries that would log URLs (with tokens) or chatter at INFO stay quiet.
     for name in ("apprise", "httpx", "httpcore", "websockets", "uvicorn.access"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+class Throttled:
+    """Logs a recurring warning at most once per `interval` per key, counting the rest.
+
+    Bad input can arrive with every frame; the counter metrics carry the rate, the log the
+    first example and how many followed it.
+    """
+
+    def __init__(self, logger: logging.Logger, interval: float = 60.0) -> None:
+        self.logger = logger
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._skipped: dict[str, int] = {}
+
+    def warning(self, key: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, float("-inf")) < self.interval:
+            self._skipped[key] = self._skipped.get(key, 0) + 1
+            return
+        skipped = self._skipped.pop(key, 0)
+        self._last[key] = now
+        if skipped:
+            message += f" ({skipped} more like it since the last report)"
+        self.logger.warning(message, *args)

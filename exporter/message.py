@@ -87,7 +87,7 @@ def body(notice: Notice, link: Link) -> str:
     if signal.chain_id != signal.txid:
         lines.append(f"- **First seen as:** `{signal.chain_id}`")
     if signal.backfilled:
-        lines.append("- Found by backfill: the live stream missed it")
+        lines.append("- Found by backfill (in the mempool before the stream saw it)")
     return "\n".join(lines) + f"\n\n[View transaction]({link(signal.txid)})"
 
 

@@ -22,6 +22,7 @@ from exporter.accuracy import WINDOWS, Accuracy
 from exporter.config import AddressBook, Settings
 from exporter.errors import DecodeError, ExporterError, NotFound
 from exporter.fees import FEE_KEYS, FeePicture, parse_fees, parse_mempool_blocks, score
+from exporter.logs import Throttled
 from exporter.metrics import Metrics
 from exporter.models import SATS_PER_BTC, Detection, Event, EventKind, Flow, Scoring, Signal
 from exporter.protocol import Frame, MempoolDelta, SequenceWatch, decode_frame
@@ -30,6 +31,7 @@ from exporter.store import Store
 from exporter.tracker import Step, Tracker
 
 log = logging.getLogger(__name__)
+throttled = Throttled(log)
 FEE_MAX_AGE = 120.0  # seconds before the stream's fee picture counts as stale
 PRICE_MAX_AGE = 900.0
 
@@ -114,7 +116,7 @@ class Pipeline:
             frame = decode_frame(raw)
         except DecodeError as exc:
             self.metrics.decode_errors.labels("frame").inc()
-            log.warning("skipped a malformed frame: %s", exc)
+            throttled.warning("frame", "skipped a malformed frame: %s", exc)
             return
         for kind in frame.types:
             self.metrics.messages.labels(kind).inc()
@@ -154,7 +156,12 @@ class Pipeline:
         self.metrics.seen.inc(out.seen)
         if out.errors:
             self.metrics.decode_errors.labels("transaction").inc(len(out.errors))
-            log.warning("skipped %d malformed transactions: %s", len(out.errors), out.errors[0])
+            throttled.warning(
+                "transaction",
+                "skipped %d malformed transactions: %s",
+                len(out.errors),
+                out.errors[0],
+            )
         if not out.events:
             return
         for event in out.events:
@@ -237,7 +244,7 @@ class Pipeline:
                 picture = replace(picture, recommended=parse_fees(frame.fees), recommended_at=now)
         except (ValueError, TypeError) as exc:
             self.metrics.decode_errors.labels("frame").inc()
-            log.warning("ignored a malformed fee message: %s", exc)
+            throttled.warning("fees", "ignored a malformed fee message: %s", exc)
         info = frame.mempool_info
         if info is not None:
             size, vbytes = info.get("size"), info.get("bytes")

@@ -101,13 +101,13 @@ _TYPE_FLAGS = {
 
 # Addresses the CLI hands to whales by default so a demo shows exchange flows.
 DEMO_EXCHANGE_ADDRESSES: Mapping[str, str] = {
-    "bc1qm34lsc65zpw79lxes69zkqmk6ee3ewf0j77s3h": "binance",
-    "34xp4vRoCGJym3xR7yCVPFHoCNxv4Twseo": "binance",
-    "bc1qgdjqv0av3q56jvd82tkdjpy7gdp9ut8tlqmgrpmv24sq90ecnvqqjwvw97": "bitfinex",
-    "3M219KR5vEneNb47ewrPfWyb5jQ2DjxRP6": "bitfinex",
-    "bc1qa5wkgaew2dkv56kfvj49j0av5nml45x9ek9hz6": "kraken",
-    "3FHNBLobJnbCTFTVakh5TXmEneyf5PT61B": "coinbase",
-    "bc1q7cyrfmck2ffu2ud3rn5l5a8yv6f0chkp0zpemf": "coinbase",
+    "bc1qm34lsc65zpw79lxes69zkqmk6ee3ewf0j77s3h": "Binance",
+    "34xp4vRoCGJym3xR7yCVPFHoCNxv4Twseo": "Binance",
+    "bc1qgdjqv0av3q56jvd82tkdjpy7gdp9ut8tlqmgrpmv24sq90ecnvqqjwvw97": "Bitfinex",
+    "3M219KR5vEneNb47ewrPfWyb5jQ2DjxRP6": "Bitfinex",
+    "bc1qa5wkgaew2dkv56kfvj49j0av5nml45x9ek9hz6": "Kraken",
+    "3FHNBLobJnbCTFTVakh5TXmEneyf5PT61B": "Coinbase",
+    "bc1q7cyrfmck2ffu2ud3rn5l5a8yv6f0chkp0zpemf": "Coinbase",
 }
 
 

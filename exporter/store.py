@@ -176,7 +176,8 @@ class Store:
     async def open(self) -> None:
         def _open() -> None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            con = duckdb.connect(str(self.path))
+            # DuckDB would take 80% of RAM for its buffers; an exporter's tables need little.
+            con = duckdb.connect(str(self.path), config={"memory_limit": "256MB", "threads": 2})
             try:
                 migrate(con)
                 self._reading = _json_columns(con)

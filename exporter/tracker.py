@@ -46,7 +46,7 @@ class Tracker:
         *,
         drop_grace: float = 60.0,
         max_pending_days: float = 14.0,
-        remember: int = 50_000,
+        remember: int = 10_000,
     ) -> None:
         self.book = book
         self.threshold_sats = threshold_sats

@@ -155,3 +155,19 @@ def test_one_frame_carries_several_messages() -> None:
     assert frame.block == {"id": "ab", "height": 5}
     assert frame.delta is not None and frame.delta.mined == ["cd"]
     assert sorted(frame.types) == ["block", "fees", "mempool_transactions", "other"]
+
+
+def test_recurring_warnings_are_throttled(caplog: pytest.LogCaptureFixture) -> None:
+    """A warning repeated within the interval is logged once, then reported with a count."""
+    import logging
+
+    from exporter.logs import Throttled
+
+    throttled = Throttled(logging.getLogger("test.throttle"), interval=3600)
+    with caplog.at_level(logging.WARNING, logger="test.throttle"):
+        for n in range(5):
+            throttled.warning("frame", "bad frame %d", n)
+        throttled.interval = 0
+        throttled.warning("frame", "bad frame %d", 99)
+    assert [r.getMessage() for r in caplog.records] == [
+        "bad frame 0", "bad frame 99 (4 more like it since the last report)"]  # fmt: skip
