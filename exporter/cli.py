@@ -15,6 +15,7 @@ from pathlib import Path
 from exporter import __version__, logs
 from exporter.config import AddressBook, Settings, add_arguments, load, load_address_book
 from exporter.errors import ConfigError
+from exporter.redact import url_secrets
 
 DEMO_DB = Path("data/demo.duckdb")
 DEMO_LISTEN = "127.0.0.1:9743"
@@ -49,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         return _config_error(exc)
     secrets = [
-        part for url in settings.apprise_urls for part in logs.secret_parts(url.get_secret_value())
+        part for url in settings.apprise_urls for part in url_secrets(url.get_secret_value())
     ]
     if settings.alertmanager_token is not None:
         secrets.append(settings.alertmanager_token.get_secret_value())

@@ -10,28 +10,11 @@ from datetime import UTC, datetime
 
 import orjson
 
-MASK = "***"
+from exporter.redact import RedactingFilter, Redactor
 
-
-class RedactingFilter(logging.Filter):
-    """Replaces each secret (Apprise URLs and their parts, tokens) in the formatted message."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        super().__init__()
-        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            for secret in self.secrets:
-                message = message.replace(secret, MASK)
-            record.msg, record.args = message, None
-            if record.exc_info and record.exc_info[1] is not None:
-                text = logging.Formatter().formatException(record.exc_info)
-                for secret in self.secrets:
-                    text = text.replace(secret, MASK)
-                record.exc_text, record.exc_info = text, None
-        return True
+# Every secret the process knows (Apprise URLs and their parts, tokens), masked in every line.
+# URLs as such stay readable: the exporter's own URLs are public.
+SECRETS = Redactor(mask_urls=False)
 
 
 class JsonFormatter(logging.Formatter):
@@ -49,18 +32,6 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry).decode()
 
 
-def secret_parts(url: str) -> list[str]:
-    """A URL and the pieces of it that are secret on their own (user info, path tokens)."""
-    parts = [url]
-    rest = url.split("://", 1)[-1]
-    userinfo, _, hostpart = rest.rpartition("@")
-    if userinfo:
-        parts += [userinfo, *userinfo.split(":")]
-    path = hostpart.split("/", 1)[1] if "/" in hostpart else ""
-    parts += [p for p in path.replace("?", "/").replace("&", "/").split("/") if len(p) >= 8]
-    return parts
-
-
 def configure(level: str, fmt: str, secrets: Iterable[str] = ()) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
@@ -68,7 +39,8 @@ def configure(level: str, fmt: str, secrets: Iterable[str] = ()) -> None:
         if fmt == "json"
         else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     )
-    handler.addFilter(RedactingFilter(secrets))
+    SECRETS.add(secrets)
+    handler.addFilter(RedactingFilter(SECRETS))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

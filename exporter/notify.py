@@ -15,19 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import apprise
 from apprise import NotifyFormat, NotifyType
 
-from exporter import message
+from exporter import logs, message
 from exporter import relay as relay_format
 from exporter.alert_rules import (
     RELAY_TAG,
@@ -45,6 +43,7 @@ from exporter.config import Settings, env_name, flag
 from exporter.errors import ConfigError
 from exporter.metrics import Metrics
 from exporter.models import Event
+from exporter.redact import RedactingFilter, Redactor, url_secrets
 from exporter.store import Connection, Store
 
 log = logging.getLogger(__name__)
@@ -64,85 +63,6 @@ NOTIFY_TYPE = {
 }
 Delay = Callable[[float], Awaitable[Any]]
 Item = tuple[str | None, str | None]  # (chain_id, txid) a message speaks of
-
-
-# --- secrets ------------------------------------------------------------------------------
-
-_URL = re.compile(r"\b([A-Za-z][A-Za-z0-9+.\-]{0,19})://[^\s'\"<>)\]]+")
-_HARMLESS = frozenset(
-    {"post", "get", "put", "patch", "delete", "head", "upstream", "truncate", "split", "yes",
-     "no", "true", "false", "on", "off", "markdown", "html", "text", "json", "localhost",
-     "insecure", "ssl", "starttls"}
-)  # fmt: skip
-MIN_SECRET = 4
-
-
-def url_secrets(url: str) -> set[str]:
-    """The parts of an Apprise URL that may be credentials: all but the scheme.
-
-    Apprise puts tokens anywhere (`tgram://BOT_TOKEN/CHAT`, `discord://ID/TOKEN`,
-    `mailto://user:PASSWORD@host`, `json://host/path?+X-Token=T`), so every host, user,
-    password, path segment and query value of four characters or more counts.
-    """
-    found = {url}
-    if "://" not in url:
-        return found
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return found
-    pieces = [parts.netloc, *re.split(r"[@:]", parts.netloc), *parts.path.split("/")]
-    for pair in parts.query.split("&"):
-        pieces.append(pair.partition("=")[2])
-    pieces.append(parts.fragment)
-    for piece in pieces:
-        for text in (piece, unquote(piece), unquote(piece.replace("+", " "))):
-            if len(text) < MIN_SECRET or text.lower() in _HARMLESS:
-                continue
-            if text.isdigit() and len(text) <= 5:  # a port: masking it would mangle numbers
-                continue
-            found.add(text)
-    return found
-
-
-class Redactor:
-    """Removes URLs and known secret strings from text."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self.update(secrets)
-
-    def update(self, secrets: Iterable[str]) -> None:
-        ordered = sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
-
-    def __call__(self, text: str) -> str:
-        text = _URL.sub(lambda match: f"{match.group(1)}://***", text)
-        if self._pattern is not None:
-            text = self._pattern.sub("***", text)
-        return text
-
-
-class RedactingFilter(logging.Filter):
-    """A logging filter that rewrites each record's message through a Redactor."""
-
-    def __init__(self, redact: Redactor) -> None:
-        super().__init__()
-        self.redact = redact
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            text = record.getMessage()
-        except Exception:  # a broken format string: let the handler report it
-            return True
-        clean = self.redact(text)
-        if clean != text:
-            record.msg, record.args = clean, None
-        if record.exc_info:
-            trace = logging.Formatter().formatException(record.exc_info)
-            clean_trace = self.redact(trace)
-            if clean_trace != trace:
-                record.exc_info, record.exc_text = None, clean_trace
-        return True
 
 
 @dataclass(slots=True)
@@ -268,7 +188,7 @@ class Notifier:
         if self._guard is None:
             self._guard = _LogGuard.install(self.redact)
         raw = [url.get_secret_value() for url in self._settings.apprise_urls]
-        self.redact.update(s for url in raw for s in url_secrets(url))
+        self.redact.add(s for url in raw for s in url_secrets(url))
         try:
             services = self._load_services(raw, self._settings.apprise_config)
             self._rules = self._load_rules(self._settings.alert_rules)
@@ -276,7 +196,9 @@ class Notifier:
             self._guard.remove()
             self._guard = None
             raise
-        self.redact.update(s for service in services for s in url_secrets(_service_url(service)))
+        found = [s for service in services for s in url_secrets(_service_url(service))]
+        self.redact.add(found)
+        logs.SECRETS.add(found)  # the config file's tokens: masked in the exporter's log too
         for index, service in enumerate(services):
             tags = tuple(sorted({str(tag).lower() for tag in service.tags})) or (UNTAGGED,)
             one = apprise.Apprise()
@@ -741,4 +663,4 @@ def _insert_records(con: Connection, batch: Sequence[_Record]) -> None:
         )
 
 
-__all__ = ["Notifier", "Outgoing", "RedactingFilter", "Redactor", "backoff", "url_secrets"]
+__all__ = ["Notifier", "Outgoing", "backoff"]

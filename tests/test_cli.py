@@ -157,3 +157,81 @@ def test_readme_documents_every_setting_and_metric() -> None:
     for family in registry.collect():
         suffix = {"counter": "_total", "info": "_info"}.get(family.type, "")
         assert f"`{family.name}{suffix}`" in readme, family.name
+
+
+async def test_secrets_never_reach_logs_metrics_or_api(tmp_path: Path) -> None:
+    """An Apprise token in the URL is absent from debug logs, /metrics and every API answer."""
+    import httpx
+
+    from exporter.receiver import Receiver
+
+    token, password = "S3cr3tT0kenXYZ", "hunter2pass"
+
+    async def failing(request: object) -> int:
+        return 500  # so the send is retried and its error logged
+
+    receiver = await Receiver(respond=failing).start()
+    sim = SimulatedMempool(seed=4, auto=False)
+    await sim.start()
+    url = f"json://user:{password}@127.0.0.1:{receiver.port}/hook?+X-Token={token}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WHALE_")}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", "--mempool-url", sim.url, "--db",
+        str(tmp_path / "w.duckdb"), "--listen", f"127.0.0.1:{port}", "--log-level", "DEBUG",
+        "--apprise-url", url, "--notify-retries", "1",
+        env={**env, "WHALE_ALERTMANAGER_TOKEN": "am-token-123456"},
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await sim.wait_until(lambda s: s.connections >= 1)
+        tx = sim.make_tx(outputs=[(sim.random_address(), 300 * 100_000_000)])
+        sim.add(tx)
+        await sim.flush()
+        await receiver.wait_for(2, timeout=30)  # the first send and its retry
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            answers = [
+                (await http.get(path)).text
+                for path in ("/metrics", "/api/v1/whales", "/api/v1/summary", "/", "/readyz")
+            ]
+            relay = await http.post("/alertmanager", json={"version": "4"})
+            assert relay.status_code == 401
+        process.send_signal(signal.SIGTERM)
+        assert process.stderr is not None
+        logs = (await asyncio.wait_for(process.stderr.read(), 20)).decode()
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await sim.stop()
+        await receiver.close()
+    assert tx["txid"] in logs and "DEBUG" in logs  # the log did say things
+    for text in (logs, *answers, relay.text):
+        for secret in (token, password, "am-token-123456"):
+            assert secret not in text
+
+
+def test_log_lines_mask_known_secrets(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every log line, JSON or text, masks the configured secrets but keeps plain URLs."""
+    import logging
+
+    from exporter import logs
+    from exporter.redact import url_secrets
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        secrets = url_secrets("tgram://123456789:AAHdqTcvCHsecret/-100123")
+        logs.configure("INFO", "json", secrets)
+        logging.getLogger("exporter.test").warning(
+            "send to tgram://123456789:AAHdqTcvCHsecret/-100123 failed; see http://example.org/x"
+        )
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    line = capsys.readouterr().err
+    assert "AAHdqTcvCHsecret" not in line and "123456789" not in line
+    assert "http://example.org/x" in line and '"level":"warning"' in line

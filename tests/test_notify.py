@@ -21,8 +21,9 @@ from exporter.config import Settings
 from exporter.errors import ConfigError
 from exporter.metrics import Metrics
 from exporter.models import Event, EventKind, Flow, Signal, Status, Urgency
-from exporter.notify import Notifier, Outgoing, Redactor, url_secrets
+from exporter.notify import Notifier, Outgoing
 from exporter.receiver import Receiver, Request
+from exporter.redact import Redactor, url_secrets
 from exporter.store import Store
 
 SECRET = "Tk9SECRETtoken42"
