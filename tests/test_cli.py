@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import duckdb
@@ -28,6 +30,33 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         timeout=60,
         check=False,
     )
+
+
+@contextlib.asynccontextmanager
+async def exporter_process(
+    *args: str, env: dict[str, str] | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """The exporter as a real child process (stderr piped); killed if the test leaves it up."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("WHALE_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", *args,
+        env={**clean, **(env or {})}, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def stop(process: asyncio.subprocess.Process) -> str:
+    """SIGTERM, then the whole stderr; the exit status must be 0."""
+    process.send_signal(signal.SIGTERM)
+    assert process.stderr is not None
+    logs = (await asyncio.wait_for(process.stderr.read(), 20)).decode()
+    assert await asyncio.wait_for(process.wait(), 10) == 0
+    return logs
 
 
 @pytest.mark.parametrize(
@@ -102,28 +131,22 @@ async def test_sigterm_flushes_and_exits_zero(tmp_path: Path) -> None:
     """SIGTERM stops a running exporter with exit status 0, its whales stored."""
     sim = SimulatedMempool(seed=2, auto=False)
     await sim.start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WHALE_")}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", "--mempool-url", sim.url, "--db",
-        str(tmp_path / "w.duckdb"), "--listen", "127.0.0.1:0", "--log-format", "json",
-        env=env, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
     try:
-        await sim.wait_until(lambda s: s.connections == 1)
-        tx = sim.make_tx(outputs=[(sim.random_address(), 300 * 100_000_000)])
-        sim.add(tx)
-        await sim.flush()
-        assert process.stderr is not None
-        line = b""
-        while tx["txid"].encode() not in line:  # the exporter logs each whale it stores
-            line = await asyncio.wait_for(process.stderr.readline(), 20)
-            assert line, "exporter exited early"
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 10) == 0
+        async with exporter_process(
+            "--mempool-url", sim.url, "--db", str(tmp_path / "w.duckdb"),
+            "--listen", "127.0.0.1:0", "--log-format", "json",
+        ) as process:  # fmt: skip
+            await sim.wait_until(lambda s: s.connections == 1)
+            tx = sim.make_tx(outputs=[(sim.random_address(), 300 * 100_000_000)])
+            sim.add(tx)
+            await sim.flush()
+            assert process.stderr is not None
+            line = b""
+            while tx["txid"].encode() not in line:  # the exporter logs each whale it stores
+                line = await asyncio.wait_for(process.stderr.readline(), 20)
+                assert line, "exporter exited early"
+            await stop(process)
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
         await sim.stop()
     with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
         assert con.execute("SELECT txid FROM signals").fetchall() == [(tx["txid"],)]
@@ -174,38 +197,30 @@ async def test_secrets_never_reach_logs_metrics_or_api(tmp_path: Path) -> None:
     sim = SimulatedMempool(seed=4, auto=False)
     await sim.start()
     url = f"json://user:{password}@127.0.0.1:{receiver.port}/hook?+X-Token={token}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WHALE_")}
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", "--mempool-url", sim.url, "--db",
-        str(tmp_path / "w.duckdb"), "--listen", f"127.0.0.1:{port}", "--log-level", "DEBUG",
-        "--apprise-url", url, "--notify-retries", "1",
-        env={**env, "WHALE_ALERTMANAGER_TOKEN": "am-token-123456"},
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
     try:
-        await sim.wait_until(lambda s: s.connections >= 1)
-        tx = sim.make_tx(outputs=[(sim.random_address(), 300 * 100_000_000)])
-        sim.add(tx)
-        await sim.flush()
-        await receiver.wait_for(2, timeout=30)  # the first send and its retry
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            answers = [
-                (await http.get(path)).text
-                for path in ("/metrics", "/api/v1/whales", "/api/v1/summary", "/", "/readyz")
-            ]
-            relay = await http.post("/alertmanager", json={"version": "4"})
-            assert relay.status_code == 401
-        process.send_signal(signal.SIGTERM)
-        assert process.stderr is not None
-        logs = (await asyncio.wait_for(process.stderr.read(), 20)).decode()
-        assert await asyncio.wait_for(process.wait(), 10) == 0
+        async with exporter_process(
+            "--mempool-url", sim.url, "--db", str(tmp_path / "w.duckdb"),
+            "--listen", f"127.0.0.1:{port}", "--log-level", "DEBUG",
+            "--apprise-url", url, "--notify-retries", "1",
+            env={"WHALE_ALERTMANAGER_TOKEN": "am-token-123456"},
+        ) as process:  # fmt: skip
+            await sim.wait_until(lambda s: s.connections >= 1)
+            tx = sim.make_tx(outputs=[(sim.random_address(), 300 * 100_000_000)])
+            sim.add(tx)
+            await sim.flush()
+            await receiver.wait_for(2, timeout=30)  # the first send and its retry
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                answers = [
+                    (await http.get(path)).text
+                    for path in ("/metrics", "/api/v1/whales", "/api/v1/summary", "/", "/readyz")
+                ]
+                relay = await http.post("/alertmanager", json={"version": "4"})
+                assert relay.status_code == 401
+            logs = await stop(process)
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
         await sim.stop()
         await receiver.close()
     assert tx["txid"] in logs and "DEBUG" in logs  # the log did say things
