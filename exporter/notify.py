@@ -47,6 +47,7 @@ from exporter.redact import RedactingFilter, Redactor, url_secrets
 from exporter.store import Connection, Store
 
 log = logging.getLogger(__name__)
+throttled = logs.Throttled(log)
 
 GUARDED_LOGGERS = ("apprise", "urllib3", "urllib3.connectionpool", "requests", __name__)
 QUIET_LOGGERS = ("apprise", "urllib3")
@@ -112,7 +113,6 @@ class _Service:
     tags: tuple[str, ...]
     apprise: apprise.Apprise
     queue: asyncio.Queue[Outgoing]
-    full_logged: bool = False
 
 
 @dataclass(slots=True)
@@ -171,7 +171,6 @@ class Notifier:
         self.redact = Redactor()
         self._guard: _LogGuard | None = None
         self._closing = False
-        self._inbox_full_logged = False
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()
         self._running = False
@@ -272,12 +271,11 @@ class Notifier:
             self._inbox.put_nowait(event)
         except asyncio.QueueFull:
             self._metrics.notify_failed.inc()
-            if not self._inbox_full_logged:
-                self._inbox_full_logged = True
-                log.warning(
-                    "notifier: queue full (%d events); dropping notifications until it drains",
-                    self._queue_size,
-                )
+            throttled.warning(
+                "inbox",
+                "notifier: queue full (%d events); dropping notifications",
+                self._queue_size,
+            )
             return
         except Exception:  # submit must never break detection
             log.exception("notifier: cannot queue a %s event", event.kind)
@@ -381,8 +379,6 @@ class Notifier:
                 log.exception("notifier: cannot route a %s event", event.kind.value)
             finally:
                 self._inbox.task_done()
-                if self._inbox.empty():
-                    self._inbox_full_logged = False
                 self._update_gauge()
 
     def _dispatch(self, event: Event) -> None:
@@ -481,17 +477,15 @@ class Notifier:
         for service in targets:
             try:
                 service.queue.put_nowait(out)
-                service.full_logged = False
             except asyncio.QueueFull:
                 self._metrics.notify_failed.inc()
-                if not service.full_logged:
-                    service.full_logged = True
-                    log.warning(
-                        "notifier: %s (tag %s) is %d messages behind; dropping until it drains",
-                        service.name,
-                        out.tag,
-                        self._queue_size,
-                    )
+                throttled.warning(
+                    service.name,
+                    "notifier: %s (tag %s) is %d messages behind; dropping messages",
+                    service.name,
+                    out.tag,
+                    self._queue_size,
+                )
         self._update_gauge()
 
     # -- delivery -----------------------------------------------------------------------------
