@@ -83,9 +83,13 @@ def make_tx(
 
 
 async def wait_for(
-    condition: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, what: str = ""
+    condition: Callable[[], bool | Awaitable[bool]],
+    timeout: float = 10.0,
+    what: str = "",
+    details: Callable[[], str] = lambda: "",
+    interval: float = 0.02,
 ) -> None:
-    """Poll `condition` until it holds; fail with `what` after `timeout` seconds."""
+    """Poll `condition` until it holds; fail naming `what` (and `details()`) after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
@@ -94,8 +98,10 @@ async def wait_for(
         if result:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        await asyncio.sleep(0.02)
+            raise AssertionError(
+                f"timed out after {timeout:.0f} s waiting for {what or condition}\n{details()}"
+            )
+        await asyncio.sleep(interval)
 
 
 def make_signal(txid: str, btc: float, /, **changes: Any) -> Signal:

@@ -8,12 +8,10 @@ SMTP smarthost of alerting/alertmanager.yml point at loopback.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 import socket
 import subprocess
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,7 @@ import pytest
 import test_dashboards
 import yaml
 from conftest import EXCHANGES, Exporter, StartExporter
-from support import tool
+from support import tool, wait_for
 from test_dashboards import DASHBOARD_FILES, load_dashboard, prometheus_targets, substitute
 
 from exporter.receiver import Receiver, Request
@@ -52,20 +50,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-async def until(
-    condition: Callable[[], Awaitable[bool]],
-    timeout: float,
-    what: str,
-    details: Callable[[], str] = lambda: "",
-) -> None:
-    """Poll `condition` every half second until it holds; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{details()}")
-        await asyncio.sleep(0.5)
 
 
 # --- configs ---------------------------------------------------------------------------------
@@ -177,7 +161,7 @@ class Server:
             except httpx.TransportError:
                 return False
 
-        await until(up, STARTUP, f"{self.name} to be ready", self.log_tail)
+        await wait_for(up, STARTUP, f"{self.name} to be ready", self.log_tail, interval=0.5)
 
     async def get(self, path: str, **params: Any) -> Any:
         response = await self.http.get(path, params=params)
@@ -353,7 +337,7 @@ async def test_every_dashboard_query_returns_data(
         ("whale notifications sent", f"whale_notifications_sent_total{{{selector}}} > 0"),
         ("a full rate window", f"count_over_time(up{{{selector}}}[{RATE_INTERVAL}]) >= 10"),
     ]:
-        await until(stack.holds(expr), EVENTS, what, stack.logs)
+        await wait_for(stack.holds(expr), EVENTS, what, stack.logs, interval=0.5)
 
     # "Data" is at least one series, as Grafana needs to draw a panel. A quantile over a window
     # without events is a NaN series (a gap in Grafana); the waits above make such windows rare.
@@ -395,20 +379,30 @@ async def test_stream_loss_pages_oncall_through_alertmanager_and_the_relay(stack
 
     # The path Prometheus -> Alertmanager works, and the stream is up, before the fault.
     connected = f"whale_stream_connected{{{selector}}} == 1"
-    await until(stack.holds(connected), STARTUP, "the stream connected in Prometheus", stack.logs)
-    await until(watchdog_in_alertmanager, ALERT, "WhaleWatchdog in Alertmanager", stack.logs)
+    await wait_for(
+        stack.holds(connected),
+        STARTUP,
+        "the stream connected in Prometheus",
+        stack.logs,
+        interval=0.5,
+    )
+    await wait_for(
+        watchdog_in_alertmanager, ALERT, "WhaleWatchdog in Alertmanager", stack.logs, interval=0.5
+    )
     firing = f'ALERTS{{alertname="WhaleStreamDisconnected",alertstate="firing",{selector}}}'
     assert not await stack.query(firing), "the stream alert fired before the stream stopped"
     assert not pages(stack.receiver, "WhaleStreamDisconnected")
 
     await stack.sim.stop()
 
-    await until(stack.holds(firing), ALERT, "the alert firing in Prometheus", stack.logs)
+    await wait_for(
+        stack.holds(firing), ALERT, "the alert firing in Prometheus", stack.logs, interval=0.5
+    )
 
     async def paged() -> bool:
         return bool(pages(stack.receiver, "WhaleStreamDisconnected"))
 
-    await until(paged, ALERT, "the page at the Apprise receiver", stack.logs)
+    await wait_for(paged, ALERT, "the page at the Apprise receiver", stack.logs, interval=0.5)
     page = pages(stack.receiver, "WhaleStreamDisconnected")[0].payload
     assert page["title"].startswith("[FIRING:1] "), page
     assert "not connected to the mempool stream" in page["title"], page
