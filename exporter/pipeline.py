@@ -312,7 +312,13 @@ class Pipeline:
         async def one(txid: str) -> None:
             with _logged(f"status of {txid}"):
                 status = await self.rest.tx_status(txid)
-                await self.publish(self.tracker.on_status(txid, status, self.clock()))
+                if not status.found and (by := await self.rest.replacement_of(txid)):
+                    # Gone because it was replaced (while we were away): follow the replacement.
+                    by_status = await self.rest.tx_status(by)
+                    step = self.tracker.on_replacement(txid, by, by_status, self.clock())
+                else:
+                    step = self.tracker.on_status(txid, status, self.clock())
+                await self.publish(step)
 
         txids = list(txids)
         await asyncio.gather(*(one(txid) for txid in txids))

@@ -133,6 +133,17 @@ class MempoolRest:
             block_time=float(block_time) if isinstance(block_time, int | float) else None,
         )
 
+    async def replacement_of(self, txid: str) -> str | None:
+        """The newest transaction that replaced `txid` (RBF), from `/v1/tx/:txid/rbf`."""
+        try:
+            data = await self.json(f"v1/tx/{txid}/rbf")
+        except NotFound:
+            return None
+        tree = data.get("replacements") if isinstance(data, dict) else None
+        tx = tree.get("tx") if isinstance(tree, dict) else None
+        tip = tx.get("txid") if isinstance(tx, dict) else None
+        return tip if isinstance(tip, str) and tip != txid else None
+
     async def tip_height(self) -> int:
         response = await self.get("blocks/tip/height")
         text = response.text.strip()

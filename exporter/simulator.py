@@ -400,6 +400,7 @@ class SimulatedMempool:
         self._pending_added: dict[str, Tx] = {}
         self._pending_removed: dict[str, None] = {}
         self._pending_replaced: list[tuple[str, str]] = []
+        self._replaced_by: dict[str, str] = {}  # old txid -> its replacement, for /v1/tx/:txid/rbf
         self._sequence = 0
         self._in_sync = True
         self._chain: list[_Block] = []
@@ -721,6 +722,7 @@ class SimulatedMempool:
         for old in conflicts:
             self._drop(old)
             self._pending_replaced.append((old, txid))
+            self._link(old, txid)
         if conflicts:
             new["flags"] = int(new.get("flags") or tx_flags(new)) | FLAG_REPLACEMENT
         self._insert(new)
@@ -734,6 +736,12 @@ class SimulatedMempool:
         pair = (old_txid, str(new["txid"]))
         if pair not in self._pending_replaced:
             self._pending_replaced.append(pair)
+        self._link(old_txid, pair[1])
+
+    def _link(self, old: str, new: str) -> None:
+        self._replaced_by[old] = new
+        while len(self._replaced_by) > MAX_CONFIRMED_BODIES:
+            del self._replaced_by[next(iter(self._replaced_by))]
 
     def remove(self, txid: str) -> None:
         """Evict/expire a tx (and its descendants): they show in the next poll's ``removed``."""
@@ -1473,6 +1481,8 @@ class SimulatedMempool:
                 return _text(200, str(tip["height"]))
             if rest[2] == "hash":
                 return _text(200, str(tip["id"]))
+        if v1 and rest[:1] == ["tx"] and rest[2:] == ["rbf"]:
+            return _json(self._rbf(rest[1]))
         if rest[:1] == ["tx"] and len(rest) in (2, 3):
             return self._tx_route(rest[1], rest[2:], extras=v1)
         if rest[:1] == ["block"] and len(rest) in (2, 3):
@@ -1485,6 +1495,29 @@ class SimulatedMempool:
                 block = entry.block
                 return _json(block if v1 else {k: v for k, v in block.items() if k != "extras"})
         return _text(404, "Not Found")
+
+    def _rbf(self, txid: str) -> dict[str, Any]:
+        """`/api/v1/tx/:txid/rbf`: the replacement tree from the newest replacement down."""
+        tip = txid
+        while tip in self._replaced_by:
+            tip = self._replaced_by[tip]
+        replaces = [old for old, new in self._replaced_by.items() if new == txid]
+
+        def tree(node: str) -> dict[str, Any]:
+            children = [old for old, new in self._replaced_by.items() if new == node]
+            body = self._mempool.get(node) or self._confirmed.get(node) or {}
+            return {
+                "tx": {"txid": node, "fee": body.get("fee"), "vsize": body.get("vsize"),
+                       "rate": round(tx_rate(body), 2) if body else None,
+                       "rbf": True, "fullRbf": False, "mined": node in self._tx_block},
+                "time": body.get("firstSeen"), "fullRbf": False,
+                "replaces": [tree(child) for child in children],
+            }  # fmt: skip
+
+        return {
+            "replacements": tree(tip) if tip != txid or replaces else None,
+            "replaces": replaces or None,
+        }
 
     def _tx_route(self, txid: str, tail: Sequence[str], *, extras: bool) -> Response:
         tx = self._mempool.get(txid) or self._confirmed.get(txid)

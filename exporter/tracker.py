@@ -305,6 +305,28 @@ class Tracker:
         self._recheck.update(self.pending)
         return [signal.txid for signal in self.pending.values()]
 
+    def on_replacement(self, txid: str, by: str, status: TxStatus, now: float) -> Step:
+        """REST says `by` replaced pending `txid` (found after an outage): follow the chain."""
+        out = Step()
+        chain_id = self._by_txid.get(txid)
+        if chain_id is None or self._by_txid.get(by, chain_id) != chain_id:
+            return out
+        signal = self.pending[chain_id]
+        if by not in signal.chain:
+            self._unindex_outpoints(signal)
+            signal.chain.append(by)
+            signal.txid = by
+            self._by_txid[by] = chain_id
+            out.events.append(Event(EventKind.REPLACED, signal.snapshot()))
+        if status.confirmed and status.block_height is not None:
+            block_hash, at = status.block_hash or "", status.block_time or now
+            self._finish(signal, Status.REPLACED, status.block_height, block_hash, at, out)
+        elif status.found:
+            signal.removed_at = None  # the replacement is pending: keep following the chain
+        else:
+            out.merge(self.on_status(by, status, now))
+        return out
+
     def on_status(self, txid: str, status: TxStatus, now: float) -> Step:
         out = Step()
         chain_id = self._by_txid.get(txid)

@@ -189,6 +189,27 @@ async def test_outcomes_during_downtime_get_their_true_block(
             "datetime").UTC).isoformat()[:19])  # fmt: skip
 
 
+async def test_replaced_during_downtime_gets_its_replacement_block(
+    sim: SimulatedMempool, start_exporter: StartExporter
+) -> None:
+    """A whale replaced and mined while the exporter was down resolves as replaced, truly."""
+    exporter = await started(sim, start_exporter)
+    first = whale(sim, 300, fee_rate=5)
+    await detected(exporter, sim, first)
+    await exporter.close()
+    outpoints = [(i["txid"], i["vout"]) for i in first["vin"]]
+    second = whale(sim, 300, fee_rate=40, spends=outpoints)
+    sim.replace(first["txid"], second)
+    await sim.flush()
+    block = await sim.mine([second["txid"]])
+    again = await start_exporter(sim.url)
+    await wait_for(lambda: again.value("whale_outcomes_total", outcome="replaced") == 1)
+    (row,) = await again.whales()
+    assert (row["txid"], row["chain_id"]) == (second["txid"], first["txid"])
+    assert row["block_height"] == block["height"]
+    assert again.value("whale_outcomes_total", outcome="dropped") == 0
+
+
 async def test_retention_deletes_old_rows(
     sim: SimulatedMempool, start_exporter: StartExporter, tmp_path
 ) -> None:

@@ -238,3 +238,19 @@ def test_memory_of_resolved_chains_is_bounded() -> None:
         t.on_block(block(800_000 + height), [whale["txid"]], NOW, MempoolDelta(height))
     assert len(t._resolved) == 10
     assert len(t._resolved_txids) == 10
+
+
+def test_replacement_found_over_rest_follows_the_chain() -> None:
+    """A whale replaced while away follows its replacement: pending, then replaced in a block."""
+    t = tracker()
+    whale = make_tx([("a", 200 * BTC)])
+    poll(t, whale)
+    by = txid()
+    out = t.on_replacement(whale["txid"], by, TxStatus(found=True), NOW + 10)
+    assert [e.kind for e in out.events] == [EventKind.REPLACED]
+    assert t.pending[whale["txid"]].chain == [whale["txid"], by]
+    status = TxStatus(True, True, 800_003, "ef" * 32, NOW + 900)
+    out = t.on_replacement(whale["txid"], by, status, NOW + 1000)
+    (event,) = out.events
+    assert (event.signal.status, event.signal.block_height) == (Status.REPLACED, 800_003)
+    assert event.signal.chain == [whale["txid"], by]
