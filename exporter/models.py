@@ -111,6 +111,7 @@ class Signal:
     removed_at: float | None = None
     replaced_out: bool = False
     backfilled: bool = False
+    outpoints: tuple[tuple[str, int], ...] = ()  # spent by `txid`: a conflict is a replacement
 
     @property
     def value_btc(self) -> float:
@@ -147,6 +148,7 @@ class Signal:
         self.fee_rate = detection.fee_rate
         self.effective_fee_rate = detection.effective_fee_rate
         self.bip125 = detection.bip125
+        self.outpoints = detection.outpoints
         self.urgency_score = scoring.urgency_score
         self.urgency_level = scoring.urgency_level
         self.urgency_fallback = scoring.urgency_fallback

@@ -89,6 +89,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             error VARCHAR
         )""",
     ),
+    # 5: the outpoints a pending whale spends, so a conflict after a restart is a replacement
+    ("ALTER TABLE signals ADD COLUMN outpoints VARCHAR[]",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -97,7 +99,7 @@ COLUMNS = (
     "vsize", "fee_rate", "flow", "entity", "status", "effective_fee_rate", "urgency_score",
     "urgency_level", "urgency_fallback", "bip125", "predicted_blocks", "predicted_height",
     "tip_height", "value_usd", "chain", "resolved_at", "block_height", "block_hash",
-    "removed_at", "replaced_out", "backfilled",
+    "removed_at", "replaced_out", "backfilled", "outpoints",
 )  # fmt: skip
 ENUMS: dict[str, Callable[[Any], Any]] = {
     "flow": Flow,
@@ -107,9 +109,13 @@ ENUMS: dict[str, Callable[[Any], Any]] = {
 
 
 def row_of(signal: Signal) -> tuple[Any, ...]:
-    return tuple(
-        getattr(signal, name).value if name in ENUMS else getattr(signal, name) for name in COLUMNS
-    )
+    def value(name: str) -> Any:
+        if name == "outpoints":
+            return [f"{txid}:{vout}" for txid, vout in signal.outpoints]
+        item = getattr(signal, name)
+        return item.value if name in ENUMS else item
+
+    return tuple(value(name) for name in COLUMNS)
 
 
 def signal_of(row: Sequence[Any]) -> Signal:
@@ -121,6 +127,10 @@ def signal_of(row: Sequence[Any]) -> Signal:
     values["backfilled"] = bool(values["backfilled"])
     values["urgency_fallback"] = bool(values["urgency_fallback"])
     values["bip125"] = bool(values["bip125"])
+    values["outpoints"] = tuple(
+        (txid, int(vout))
+        for txid, _, vout in (o.rpartition(":") for o in values["outpoints"] or ())
+    )
     return Signal(**values)
 
 

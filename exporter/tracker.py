@@ -58,7 +58,6 @@ class Tracker:
         self._by_txid: dict[str, str] = {}  # every member of a pending chain -> chain_id
         # outpoints spent by each chain's newest member: prev txid -> vout -> chain_id
         self._outpoints: dict[str, dict[int, str]] = {}
-        self._spent: dict[str, tuple[tuple[str, int], ...]] = {}  # chain_id -> its outpoints
         self._resolved: OrderedDict[str, Signal] = OrderedDict()  # chain_id -> signal
         self._resolved_txids: dict[str, str] = {}
         self._checked: dict[str, float] = {}  # chain_id -> last status check requested
@@ -82,7 +81,7 @@ class Tracker:
         """Take back pending signals from the store after a restart."""
         for signal in signals:
             if signal.status is Status.PENDING:
-                self._track(signal, None)
+                self._track(signal)
 
     def remember_resolved(self, signals: Iterable[Signal]) -> None:
         for signal in signals:
@@ -140,7 +139,7 @@ class Tracker:
             self._replace(self.pending[chain_id], detection, now, scorer, floor_sats, out)
         elif not self.is_known(detection.txid) and detection.value_sats >= floor_sats:
             signal = Signal.new(detection, scorer(detection), now, backfilled=backfilled)
-            self._track(signal, detection)
+            self._track(signal)
             out.events.append(Event(EventKind.DETECTED, signal.snapshot()))
 
     def _conflict(self, tx: dict[str, Any], replaced_by: Mapping[Any, str]) -> str | None:
@@ -173,7 +172,7 @@ class Tracker:
         signal.apply(detection, scorer(detection))
         signal.chain.append(detection.txid)
         signal.removed_at = None
-        self._index(signal, detection)
+        self._index(signal)
         if detection.value_sats < floor_sats:
             signal.replaced_out = True
             out.events.append(Event(EventKind.REPLACED, signal.snapshot()))
@@ -240,7 +239,7 @@ class Tracker:
             self._resolved_txids.pop(txid, None)
         signal.status = Status.PENDING
         signal.resolved_at = signal.block_height = signal.block_hash = None
-        self._track(signal, None)
+        self._track(signal)
         self._recheck.add(signal.chain_id)
 
     def _mined(self, txid: str, height: int, block_hash: str, at: float, out: Step) -> None:
@@ -314,6 +313,7 @@ class Tracker:
         signal = self.pending[chain_id]
         if by not in signal.chain:
             self._unindex_outpoints(signal)
+            signal.outpoints = ()  # the replacement's inputs are not known here
             signal.chain.append(by)
             signal.txid = by
             self._by_txid[by] = chain_id
@@ -355,22 +355,20 @@ class Tracker:
 
     # --- indexes ---------------------------------------------------------------------------
 
-    def _track(self, signal: Signal, detection: Detection | None) -> None:
+    def _track(self, signal: Signal) -> None:
         self.pending[signal.chain_id] = signal
         self.pending_by_flow[signal.flow] += 1
         for txid in signal.chain:
             self._by_txid[txid] = signal.chain_id
-        self._index(signal, detection)
+        self._index(signal)
 
-    def _index(self, signal: Signal, detection: Detection | None) -> None:
+    def _index(self, signal: Signal) -> None:
         self._by_txid[signal.txid] = signal.chain_id
-        if detection is not None:
-            for txid, vout in detection.outpoints:
-                self._outpoints.setdefault(txid, {})[vout] = signal.chain_id
-            self._spent[signal.chain_id] = detection.outpoints
+        for txid, vout in signal.outpoints:
+            self._outpoints.setdefault(txid, {})[vout] = signal.chain_id
 
     def _unindex_outpoints(self, signal: Signal) -> None:
-        for txid, vout in self._spent.pop(signal.chain_id, ()):
+        for txid, vout in signal.outpoints:
             vouts = self._outpoints.get(txid, {})
             if vouts.get(vout) == signal.chain_id:
                 del vouts[vout]

@@ -103,3 +103,18 @@ async def test_journal_survives_a_crash_before_loading(tmp_path: Path) -> None:
         assert not journal.with_name("w.duckdb.journal.loading").exists()
     finally:
         await again.close()
+
+
+async def test_outpoints_survive_the_round_trip(tmp_path: Path) -> None:
+    """A pending whale's spent outpoints come back from DuckDB as they went in."""
+    store = Store(tmp_path / "w.duckdb")
+    await store.open()
+    try:
+        whale = signal()
+        assert whale.outpoints
+        await store.save([whale])
+        (back,) = await store.load_pending()
+        assert back.outpoints == whale.outpoints
+        assert back == whale
+    finally:
+        await store.close()

@@ -254,3 +254,17 @@ def test_replacement_found_over_rest_follows_the_chain() -> None:
     (event,) = out.events
     assert (event.signal.status, event.signal.block_height) == (Status.REPLACED, 800_003)
     assert event.signal.chain == [whale["txid"], by]
+
+
+def test_restored_whale_is_replaced_by_a_conflict() -> None:
+    """After a restart a transaction spending a restored whale's outpoint is its replacement."""
+    t = tracker()
+    outpoint = (txid(), 1)
+    whale = make_tx([("a", 200 * BTC)], spends=[outpoint])
+    signal = poll(t, whale).events[0].signal
+    fresh = tracker()
+    fresh.restore([signal])
+    conflict = make_tx([("b", 199 * BTC)], spends=[outpoint], fee=90_000)
+    out = poll(fresh, conflict)
+    assert [e.kind for e in out.events] == [EventKind.REPLACED]
+    assert out.events[0].signal.chain == [whale["txid"], conflict["txid"]]
