@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 throttled = Throttled(log)
 FEE_MAX_AGE = 120.0  # seconds before the stream's fee picture counts as stale
 PRICE_MAX_AGE = 900.0
+MAX_UNSAVED = 10_000  # signals kept for retry while the journal cannot be written
 
 
 class Notifies(Protocol):
@@ -165,7 +166,11 @@ class Pipeline:
         if not out.events:
             return
         for event in out.events:
+            self._unsaved.pop(event.signal.chain_id, None)  # re-insert: newest last
             self._unsaved[event.signal.chain_id] = event.signal
+        while len(self._unsaved) > MAX_UNSAVED:  # the disk is gone for good: keep the newest
+            self._unsaved.pop(next(iter(self._unsaved)))
+            self.metrics.store_errors.inc()
         batch = list(self._unsaved.values())
         try:
             await self.store.save(batch)
