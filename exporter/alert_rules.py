@@ -46,9 +46,6 @@ class NoticeKind(StrEnum):
     CORRECTED = "corrected"
 
 
-FOLLOW_UPS = tuple(kind for kind in NoticeKind if kind is not NoticeKind.NEW)
-
-
 @dataclass(frozen=True, slots=True)
 class Notice:
     """One notification an event calls for, before routing.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -251,8 +251,3 @@ def load_address_book(path: Path | None) -> AddressBook:
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(f"{setting}: cannot read {path}: {exc}") from None
     return AddressBook(entities)
-
-
-def redacted_urls(urls: Sequence[SecretStr]) -> list[str]:
-    """Show only each destination's scheme: tokens live in the rest of the URL."""
-    return [url.get_secret_value().split("://", 1)[0] + "://***" for url in urls]

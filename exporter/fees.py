@@ -17,7 +17,6 @@ from typing import Any
 from exporter.models import Detection, Scoring, Urgency
 
 BLOCK_VSIZE = 1_000_000
-LEVELS = ("fastest", "half_hour", "hour", "economy", "minimum")
 FEE_KEYS = {
     "fastestFee": "fastest",
     "halfHourFee": "half_hour",
@@ -49,7 +48,6 @@ class FeePicture:
     blocks: tuple[ProjectedBlock, ...] = ()
     blocks_at: float | None = None
     recommended: Mapping[str, float] | None = None
-    recommended_at: float | None = None
     mempool_count: int | None = None
     mempool_vbytes: float | None = None
     tip_height: int | None = None

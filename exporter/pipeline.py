@@ -246,7 +246,7 @@ class Pipeline:
                 blocks = parse_mempool_blocks(frame.mempool_blocks)
                 picture = replace(picture, blocks=blocks, blocks_at=now)
             if frame.fees is not None:
-                picture = replace(picture, recommended=parse_fees(frame.fees), recommended_at=now)
+                picture = replace(picture, recommended=parse_fees(frame.fees))
         except (ValueError, TypeError) as exc:
             self.metrics.decode_errors.labels("frame").inc()
             throttled.warning("fees", "ignored a malformed fee message: %s", exc)
@@ -295,7 +295,7 @@ class Pipeline:
                 self.set_picture(replace(self.picture, blocks=blocks, blocks_at=now))
             if stale or self.picture.recommended is None:
                 fees = parse_fees(await self.rest.recommended_fees())
-                self.set_picture(replace(self.picture, recommended=fees, recommended_at=now))
+                self.set_picture(replace(self.picture, recommended=fees))
         with _logged("tip height"):
             if self.picture.tip_height is None:
                 self.set_picture(replace(self.picture, tip_height=await self.rest.tip_height()))

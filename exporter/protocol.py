@@ -60,7 +60,6 @@ class Frame:
     mempool_blocks: list[dict[str, Any]] | None = None
     fees: dict[str, Any] | None = None
     mempool_info: dict[str, Any] | None = None
-    projected: dict[str, Any] | None = None
     prices: dict[str, Any] | None = None
 
 
@@ -80,7 +79,6 @@ def decode_frame(raw: bytes | str) -> Frame:
     frame.mempool_blocks = _optional(data, "mempool-blocks", list)
     frame.fees = _optional(data, "fees", dict)
     frame.mempool_info = _optional(data, "mempoolInfo", dict)
-    frame.projected = _optional(data, "projected-block-transactions", dict)
     frame.prices = _optional(data, "conversions", dict)
     return frame
 

@@ -157,9 +157,6 @@ class MempoolRest:
     async def mempool_blocks(self) -> Any:
         return await self.json("v1/fees/mempool-blocks")
 
-    async def mempool(self) -> Any:
-        return await self.json("mempool")
-
     async def price_usd(self) -> float | None:
         """Current USD price; None when the instance does not know it (-1)."""
         data = await self.json("v1/prices")

@@ -105,12 +105,11 @@ class Tracker:
             if chain_id is not None and self.pending[chain_id].txid == txid:
                 self.pending[chain_id].removed_at = now
         replaced_by = {by.get("txid"): old for old, by in delta.replaced}
-        added_ids = set()
-        candidates = list(delta.added)
-        for tx in candidates:
-            if isinstance(tx, dict):
-                added_ids.add(tx.get("txid"))
-        candidates += [by for _, by in delta.replaced if by.get("txid") not in added_ids]
+        candidates = delta.added
+        if replaced_by:  # a replacement is also in `added`; take any that is not, once
+            added = {tx.get("txid") for tx in candidates if isinstance(tx, dict)}
+            missing = [by for _, by in delta.replaced if by.get("txid") not in added]
+            candidates = candidates + missing
         for tx in candidates:
             self._one(tx, now, scorer, floor_sats, replaced_by, backfilled, out)
         return out

@@ -86,7 +86,7 @@ def test_share_below_is_monotonic() -> None:
 
 def test_fallback_before_any_fee_picture() -> None:
     """Without projected blocks the score comes from the recommended levels and says so."""
-    picture = FeePicture(recommended=LEVELS, recommended_at=NOW)
+    picture = FeePicture(recommended=LEVELS)
     at_fastest = score(whale(45), picture, NOW)
     assert at_fastest.urgency_fallback is True
     assert at_fastest.urgency_score == pytest.approx(0.9)
