@@ -45,11 +45,13 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry, Histogram
 
-from exporter.config import AddressBook, load
+from exporter.config import load
+from exporter.core.addresses import AddressBook
 from exporter.metrics import Metrics
 from exporter.pipeline import Pipeline
-from exporter.rest import MempoolRest
-from exporter.simulator import (
+from exporter.shell.rest import MempoolRest
+from exporter.shell.store import Store
+from exporter.sim.mempool import (
     DEMO_EXCHANGE_ADDRESSES,
     SimulatedMempool,
     project,
@@ -58,7 +60,6 @@ from exporter.simulator import (
     tx_rate,
     tx_vsize,
 )
-from exporter.store import Store
 
 THRESHOLD_BTC = 100.0
 THRESHOLD_SATS = int(THRESHOLD_BTC * 100_000_000)

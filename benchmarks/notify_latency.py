@@ -7,7 +7,7 @@ In one process and one event loop:
   transactions with orjson and walks them (input and output sums, fee rate, the whale check),
   so about 1,000 tx/s are decoded and examined on the loop;
 - a real `Notifier` (real Apprise, real DuckDB in a temporary directory, real metrics) sends
-  to a local JSON receiver (`exporter.receiver.Receiver`) over `json://127.0.0.1:PORT/...`;
+  to a local JSON receiver (`exporter.sim.receiver.Receiver`) over `json://127.0.0.1:PORT/...`;
 - whales are submitted at `--whale-rate` per second (spread over the frames, as the detector
   would) and the notifier's `on_send_start` probe timestamps the moment each Apprise call
   starts. The rate limit is raised so every whale is sent on its own.
@@ -40,11 +40,11 @@ import orjson
 from prometheus_client import CollectorRegistry
 
 from exporter.config import load
+from exporter.core.models import Event, EventKind, Flow, Signal, Urgency
 from exporter.metrics import Metrics
-from exporter.models import Event, EventKind, Flow, Signal, Urgency
-from exporter.notify import Notifier, Outgoing
-from exporter.receiver import Receiver
-from exporter.store import Store
+from exporter.notify.notifier import Notifier, Outgoing
+from exporter.shell.store import Store
+from exporter.sim.receiver import Receiver
 
 TARGET_P99 = 0.050
 FRAME_INTERVAL = 0.1

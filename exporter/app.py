@@ -20,15 +20,16 @@ from typing import Any
 import uvicorn
 from prometheus_client import CollectorRegistry
 
-from exporter.api import ApiState, build_app
-from exporter.config import AddressBook, Settings, env_name, flag
+from exporter.config import Settings, env_name, flag
+from exporter.core.addresses import AddressBook
 from exporter.errors import ConfigError
 from exporter.metrics import Metrics
-from exporter.notify import Notifier
+from exporter.notify.notifier import Notifier
 from exporter.pipeline import Pipeline
-from exporter.rest import MempoolRest
-from exporter.store import Store
-from exporter.stream import StreamClient, StreamOptions, backoff_schedule
+from exporter.shell.http import ApiState, build_app
+from exporter.shell.rest import MempoolRest
+from exporter.shell.store import Store
+from exporter.shell.stream import StreamClient, StreamOptions, backoff_schedule
 
 log = logging.getLogger(__name__)
 SHUTDOWN_DEADLINE = 4.0

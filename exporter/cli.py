@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from exporter import __version__, logs
-from exporter.config import AddressBook, Settings, add_arguments, load, load_address_book
+from exporter.config import Settings, add_arguments, load, load_address_book
+from exporter.core.addresses import AddressBook
 from exporter.errors import ConfigError
 from exporter.redact import url_secrets
 
@@ -79,9 +80,9 @@ async def _run(settings: Settings, book: AddressBook) -> None:
 async def demo(settings: Settings, book: AddressBook) -> None:
     """Start the simulator on loopback and the exporter against it; print where to look."""
     from exporter import app
-    from exporter.simulator import DEMO_EXCHANGE_ADDRESSES, SimulatedMempool
+    from exporter.sim.mempool import DEMO_EXCHANGE_ADDRESSES, SimulatedMempool
 
-    logging.getLogger("exporter.simulator").setLevel(logging.WARNING)
+    logging.getLogger("exporter.sim.mempool").setLevel(logging.WARNING)
     simulator = SimulatedMempool(
         seed=7, auto=True, whale_rate=0.2, exchange_addresses=DEMO_EXCHANGE_ADDRESSES
     )

@@ -10,7 +10,6 @@ import argparse
 import csv
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -18,12 +17,12 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from exporter.core.addresses import AddressBook
+from exporter.core.models import MAX_BTC, SATS_PER_BTC
 from exporter.errors import ConfigError
 
 ENV_PREFIX = "WHALE_"
 DEFAULT_PORT = 9743
-SATS_PER_BTC = 100_000_000
-MAX_BTC = 21_000_000
 
 
 class Settings(BaseSettings):
@@ -214,19 +213,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         else:
             kwargs.update(metavar=name.split("_")[-1].upper())
         parser.add_argument(flag(name), help=help_text.replace("%", "%%"), **kwargs)
-
-
-@dataclass(frozen=True, slots=True)
-class AddressBook:
-    """Exchange addresses: address -> entity name."""
-
-    entities: Mapping[str, str]
-
-    def entity(self, address: str | None) -> str | None:
-        return self.entities.get(address) if address else None
-
-    def __len__(self) -> int:
-        return len(self.entities)
 
 
 def load_address_book(path: Path | None) -> AddressBook:

@@ -6,6 +6,17 @@ place that decides whether an operation is worth retrying.
 
 from __future__ import annotations
 
+from exporter.core.errors import DecodeError
+
+__all__ = [
+    "ConfigError",
+    "DecodeError",
+    "ExporterError",
+    "NotFound",
+    "RateLimited",
+    "UpstreamError",
+]
+
 
 class ExporterError(Exception):
     """Base of every error the exporter raises on purpose."""
@@ -13,10 +24,6 @@ class ExporterError(Exception):
 
 class ConfigError(ExporterError):
     """A setting is invalid; the message names the flag and the environment variable."""
-
-
-class DecodeError(ExporterError):
-    """A frame or a transaction from the stream is malformed or impossible."""
 
 
 class UpstreamError(ExporterError):

@@ -18,7 +18,7 @@ from prometheus_client import (
 )
 
 from exporter import __version__
-from exporter.models import OUTCOMES, Flow, Urgency
+from exporter.core.models import OUTCOMES, Flow, Urgency
 
 PREFIX = "whale"
 FLOWS = tuple(flow.value for flow in Flow)

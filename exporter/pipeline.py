@@ -17,18 +17,19 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any, Protocol
 
-from exporter import backfill
-from exporter.accuracy import WINDOWS, Accuracy
-from exporter.config import AddressBook, Settings
+from exporter.config import Settings
+from exporter.core.accuracy import WINDOWS, Accuracy
+from exporter.core.addresses import AddressBook
+from exporter.core.fees import FEE_KEYS, FeePicture, parse_fees, parse_mempool_blocks, score
+from exporter.core.frames import Frame, MempoolDelta, SequenceWatch, decode_frame
+from exporter.core.models import SATS_PER_BTC, Detection, Event, EventKind, Flow, Scoring, Signal
+from exporter.core.tracker import Step, Tracker
 from exporter.errors import DecodeError, ExporterError, NotFound
-from exporter.fees import FEE_KEYS, FeePicture, parse_fees, parse_mempool_blocks, score
 from exporter.logs import Throttled
 from exporter.metrics import Metrics
-from exporter.models import SATS_PER_BTC, Detection, Event, EventKind, Flow, Scoring, Signal
-from exporter.protocol import Frame, MempoolDelta, SequenceWatch, decode_frame
-from exporter.rest import MempoolRest
-from exporter.store import Store
-from exporter.tracker import Step, Tracker
+from exporter.shell import backfill
+from exporter.shell.rest import MempoolRest
+from exporter.shell.store import Store
 
 log = logging.getLogger(__name__)
 throttled = Throttled(log)

@@ -14,8 +14,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import app
-from exporter.config import AddressBook, Settings, load
-from exporter.simulator import SimulatedMempool
+from exporter.config import Settings, load
+from exporter.core.addresses import AddressBook
+from exporter.sim.mempool import SimulatedMempool
 
 EXCHANGES = {"bc1qbinancecold0000000000000000000000000": "Binance",
              "bc1qkrakenhot00000000000000000000000000": "Kraken"}  # fmt: skip

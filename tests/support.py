@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from exporter.models import Flow, Signal
-from exporter.simulator import SimulatedMempool
+from exporter.core.models import Flow, Signal
+from exporter.sim.mempool import SimulatedMempool
 
 BTC = 100_000_000
 _counter = itertools.count()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exporter.accuracy import Accuracy
+from exporter.core.accuracy import Accuracy
 
 T0 = 1_700_000_000.0
 

@@ -1,4 +1,4 @@
-"""Routing rules: parsing the rules file and deciding per tag (exporter.alert_rules)."""
+"""Routing rules: parsing the rules file and deciding per tag (exporter.notify.rules)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from support import make_signal
 
-from exporter.alert_rules import (
+from exporter.core.models import Event, EventKind, Flow, Signal, Status, Urgency
+from exporter.notify.rules import (
     Notice,
     NoticeKind,
     Rule,
@@ -17,7 +18,6 @@ from exporter.alert_rules import (
     notice_for,
     parse_rules,
 )
-from exporter.models import Event, EventKind, Flow, Signal, Status, Urgency
 
 TXID = "cd" * 32
 

@@ -17,7 +17,7 @@ import pytest
 
 from exporter.config import load, load_address_book
 from exporter.errors import ConfigError
-from exporter.simulator import SimulatedMempool
+from exporter.sim.mempool import SimulatedMempool
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -186,7 +186,7 @@ async def test_secrets_never_reach_logs_metrics_or_api(tmp_path: Path) -> None:
     """An Apprise token in the URL is absent from debug logs, /metrics and every API answer."""
     import httpx
 
-    from exporter.receiver import Receiver
+    from exporter.sim.receiver import Receiver
 
     token, password = "S3cr3tT0kenXYZ", "hunter2pass"
 

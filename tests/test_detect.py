@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from support import BTC, make_tx
 
-from exporter.config import AddressBook
-from exporter.detect import detect, gross_sats
+from exporter.core.addresses import AddressBook
+from exporter.core.detect import detect, gross_sats
+from exporter.core.models import Flow
 from exporter.errors import DecodeError
-from exporter.models import Flow
 
 BOOK = AddressBook({"bc1qbinance": "Binance", "bc1qkraken": "Kraken", "bc1qbinance2": "Binance"})
 

@@ -9,7 +9,7 @@ from conftest import EXCHANGES, StartExporter
 from support import BTC, wait_for
 from support import sim_whale as whale
 
-from exporter.simulator import SimulatedMempool
+from exporter.sim.mempool import SimulatedMempool
 
 BINANCE, KRAKEN = list(EXCHANGES)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from support import BTC, make_tx
 
-from exporter.config import AddressBook
-from exporter.detect import detect
-from exporter.fees import (
+from exporter.core.addresses import AddressBook
+from exporter.core.detect import detect
+from exporter.core.fees import (
     FeePicture,
     ProjectedBlock,
     level_of,
@@ -17,7 +17,7 @@ from exporter.fees import (
     score,
     share_below,
 )
-from exporter.models import Urgency
+from exporter.core.models import Urgency
 
 NOW = 1_700_000_000.0
 # A busy mempool: three full blocks and a deep tail (mempool-blocks message shape).

@@ -1,12 +1,12 @@
-"""Titles and bodies of whale notifications (exporter.message)."""
+"""Titles and bodies of whale notifications (exporter.notify.message)."""
 
 from __future__ import annotations
 
 from support import make_signal
 
-from exporter import message
-from exporter.alert_rules import Notice, NoticeKind
-from exporter.models import Flow, Signal, Status, Urgency
+from exporter.core.models import Flow, Signal, Status, Urgency
+from exporter.notify import message
+from exporter.notify.rules import Notice, NoticeKind
 
 TXID = "ab" * 32
 

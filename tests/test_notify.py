@@ -18,13 +18,13 @@ from pydantic import SecretStr
 from support import make_signal
 
 from exporter.config import Settings
+from exporter.core.models import Event, EventKind, Flow, Signal, Status, Urgency
 from exporter.errors import ConfigError
 from exporter.metrics import Metrics
-from exporter.models import Event, EventKind, Flow, Signal, Status, Urgency
-from exporter.notify import Notifier, Outgoing
-from exporter.receiver import Receiver, Request
+from exporter.notify.notifier import Notifier, Outgoing
 from exporter.redact import Redactor, url_secrets
-from exporter.store import Store
+from exporter.shell.store import Store
+from exporter.sim.receiver import Receiver, Request
 
 SECRET = "Tk9SECRETtoken42"
 PASSWORD = "pa55Wordxyz"

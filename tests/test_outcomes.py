@@ -7,9 +7,9 @@ from conftest import StartExporter
 from support import BTC, wait_for
 from support import sim_whale as whale
 
-from exporter.api import iso
-from exporter.receiver import Receiver
-from exporter.simulator import SimulatedMempool
+from exporter.shell.http import iso
+from exporter.sim.mempool import SimulatedMempool
+from exporter.sim.receiver import Receiver
 
 
 async def started(sim: SimulatedMempool, start_exporter: StartExporter, **overrides: object):

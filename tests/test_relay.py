@@ -1,4 +1,4 @@
-"""Alertmanager webhook payloads to on-call messages (exporter.relay)."""
+"""Alertmanager webhook payloads to on-call messages (exporter.notify.alertmanager)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from apprise import NotifyType
 from pydantic import SecretStr
 
-from exporter import relay
+from exporter.notify import alertmanager as relay
 
 
 def payload(status: str = "firing", severity: str = "critical", **extra: Any) -> dict[str, Any]:

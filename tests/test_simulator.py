@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from exporter.simulator import (
+from exporter.sim.mempool import (
     COIN,
     SimulatedMempool,
     project,
@@ -518,11 +518,11 @@ async def test_auto_mode_streams_polls_and_blocks() -> None:
 
 
 async def test_module_entry_point_serves_until_sigint() -> None:
-    """``python -m exporter.simulator`` prints its URL, serves REST and exits 0 on SIGINT."""
+    """``python -m exporter.sim`` prints its URL, serves REST and exits 0 on SIGINT."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "exporter.simulator",
+        "exporter.sim",
         "--port",
         "0",
         "--seed",

@@ -26,8 +26,8 @@ from conftest import EXCHANGES, Exporter, StartExporter
 from support import tool, wait_for
 from test_dashboards import DASHBOARD_FILES, load_dashboard, prometheus_targets, substitute
 
-from exporter.receiver import Receiver, Request
-from exporter.simulator import SimulatedMempool
+from exporter.sim.mempool import SimulatedMempool
+from exporter.sim.receiver import Receiver, Request
 
 pytestmark = pytest.mark.slow
 

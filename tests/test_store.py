@@ -7,10 +7,10 @@ from pathlib import Path
 import duckdb
 from support import BTC, make_tx
 
-from exporter.config import AddressBook
-from exporter.detect import detect
-from exporter.models import Flow, Scoring, Signal, Status, Urgency
-from exporter.store import MIGRATIONS, SCHEMA_VERSION, Store, WhaleQuery, migrate
+from exporter.core.addresses import AddressBook
+from exporter.core.detect import detect
+from exporter.core.models import Flow, Scoring, Signal, Status, Urgency
+from exporter.shell.store import MIGRATIONS, SCHEMA_VERSION, Store, WhaleQuery, migrate
 
 
 def signal(btc: float = 200, *, at: float = 1_000.0, rbf: bool = True, score: float = 0.5):

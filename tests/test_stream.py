@@ -12,8 +12,8 @@ from conftest import StartExporter
 from support import BTC, make_tx, wait_for
 from websockets.asyncio.server import ServerConnection, serve
 
-from exporter.protocol import PING, SUBSCRIPTIONS, SequenceWatch, decode_frame
-from exporter.stream import StreamClient, StreamOptions, backoff_schedule
+from exporter.core.frames import PING, SUBSCRIPTIONS, SequenceWatch, decode_frame
+from exporter.shell.stream import StreamClient, StreamOptions, backoff_schedule
 
 Handler = Callable[[ServerConnection], Awaitable[None]]
 

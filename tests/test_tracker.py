@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from support import BTC, make_tx, txid
 
-from exporter.config import AddressBook
-from exporter.models import Detection, EventKind, Scoring, Status, TxStatus, Urgency
-from exporter.protocol import MempoolDelta
-from exporter.tracker import Tracker
+from exporter.core.addresses import AddressBook
+from exporter.core.frames import MempoolDelta
+from exporter.core.models import Detection, EventKind, Scoring, Status, TxStatus, Urgency
+from exporter.core.tracker import Tracker
 
 THRESHOLD = 100 * BTC
 NOW = 1_700_000_000.0

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.models import Detection, Scoring, Urgency
+from exporter.core.models import Detection, Scoring, Urgency
 
 BLOCK_VSIZE = 1_000_000
 FEE_KEYS = {

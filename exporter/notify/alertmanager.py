@@ -15,7 +15,7 @@ from typing import Any
 from apprise import NotifyType
 from pydantic import SecretStr
 
-from exporter.message import escape
+from exporter.notify.message import escape
 
 MAX_ALERTS = 1_000  # Alertmanager caps groups with max_alerts; refuse absurd payloads
 SHOWN_ALERTS = 20

@@ -18,7 +18,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
 
-from exporter.protocol import PING, SUBSCRIPTIONS, encode
+from exporter.core.frames import PING, SUBSCRIPTIONS, encode
 
 log = logging.getLogger(__name__)
 FAILED_AFTER = 5  # consecutive failed attempts before the state says "failed"

@@ -13,11 +13,20 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.config import AddressBook
-from exporter.detect import detect, gross_sats
-from exporter.errors import DecodeError
-from exporter.models import Detection, Event, EventKind, Flow, Scoring, Signal, Status, TxStatus
-from exporter.protocol import MempoolDelta
+from exporter.core.addresses import AddressBook
+from exporter.core.detect import detect, gross_sats
+from exporter.core.errors import DecodeError
+from exporter.core.frames import MempoolDelta
+from exporter.core.models import (
+    Detection,
+    Event,
+    EventKind,
+    Flow,
+    Scoring,
+    Signal,
+    Status,
+    TxStatus,
+)
 
 Scorer = Callable[[Detection], Scoring]
 DAY = 86_400.0

@@ -22,8 +22,8 @@ from tenacity import (
 )
 
 from exporter import __version__
+from exporter.core.models import TxStatus
 from exporter.errors import NotFound, RateLimited, UpstreamError, is_transient
-from exporter.models import TxStatus
 
 log = logging.getLogger(__name__)
 MAX_RETRY_AFTER = 60.0

@@ -9,7 +9,7 @@ mode a background task plays a live mempool with Poisson arrivals, whales, RBF a
 The fee, projection and block maths are pure functions at the top of the module; the
 ``SimulatedMempool`` class holds the state and the socket shell.
 
-Run it standalone with ``python -m exporter.simulator --port 8999``.
+Run it standalone with ``python -m exporter.sim --port 8999``.
 """
 
 from __future__ import annotations
@@ -1638,7 +1638,7 @@ def _json(value: Any) -> Response:
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m exporter.simulator",
+        prog="python -m exporter.sim",
         description="Run a simulated mempool.space backend (WebSocket + REST on one port).",
     )
     parser.add_argument("--host", default="127.0.0.1")
@@ -1679,7 +1679,3 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the simulator until SIGINT/SIGTERM."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     asyncio.run(_run(_parse_args(argv)))
-
-
-if __name__ == "__main__":
-    main()

@@ -12,9 +12,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from exporter.config import MAX_BTC, AddressBook
-from exporter.errors import DecodeError
-from exporter.models import SATS_PER_BTC, Detection, Flow
+from exporter.core.addresses import AddressBook
+from exporter.core.errors import DecodeError
+from exporter.core.models import MAX_BTC, SATS_PER_BTC, Detection, Flow
 
 MAX_SATS = MAX_BTC * SATS_PER_BTC
 TXID = re.compile(r"[0-9a-f]{64}")

@@ -25,9 +25,14 @@ from typing import Any
 import apprise
 from apprise import NotifyFormat, NotifyType
 
-from exporter import logs, message
-from exporter import relay as relay_format
-from exporter.alert_rules import (
+from exporter import logs
+from exporter.config import Settings, env_name, flag
+from exporter.core.models import Event
+from exporter.errors import ConfigError
+from exporter.metrics import Metrics
+from exporter.notify import alertmanager as relay_format
+from exporter.notify import message
+from exporter.notify.rules import (
     RELAY_TAG,
     UNTAGGED,
     Notice,
@@ -39,12 +44,8 @@ from exporter.alert_rules import (
     notice_for,
     parse_rules,
 )
-from exporter.config import Settings, env_name, flag
-from exporter.errors import ConfigError
-from exporter.metrics import Metrics
-from exporter.models import Event
 from exporter.redact import RedactingFilter, Redactor, url_secrets
-from exporter.store import Connection, Store
+from exporter.shell.store import Connection, Store
 
 log = logging.getLogger(__name__)
 throttled = logs.Throttled(log)

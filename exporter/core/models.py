@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 SATS_PER_BTC = 100_000_000
+MAX_BTC = 21_000_000
 
 
 class Flow(StrEnum):

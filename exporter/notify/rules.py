@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from exporter.models import Event, EventKind, Flow, Signal, Status, Urgency
+from exporter.core.models import Event, EventKind, Flow, Signal, Status, Urgency
 
 UNTAGGED = "default"  # the destination name of URLs that carry no Apprise tag
 ANY_TAG = "*"

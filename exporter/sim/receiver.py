@@ -1,6 +1,6 @@
 """A tiny local JSON-webhook receiver for the demo and the tests.
 
-    python -m exporter.receiver --port 8025
+    python -m exporter.sim.receiver --port 8025
 
 then point the exporter at it with `--apprise-url json://127.0.0.1:8025/whales`. Every
 notification Apprise posts is printed. One request per connection, HTTP/1.1, no dependencies.
@@ -169,7 +169,7 @@ async def serve(host: str, port: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m exporter.receiver", description="Print JSON webhook notifications."
+        prog="python -m exporter.sim.receiver", description="Print JSON webhook notifications."
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8025)

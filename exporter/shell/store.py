@@ -23,8 +23,8 @@ from typing import Any, TypeVar
 import duckdb
 import orjson
 
-from exporter.journal import Journal
-from exporter.models import Flow, Signal, Status, Urgency
+from exporter.core.models import Flow, Signal, Status, Urgency
+from exporter.shell.journal import Journal
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

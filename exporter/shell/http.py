@@ -26,9 +26,9 @@ from starlette.routing import Route
 
 from exporter import __version__
 from exporter.config import Settings
-from exporter.models import Flow, Signal, Status
-from exporter.relay import authorized
-from exporter.store import Store, WhaleQuery
+from exporter.core.models import Flow, Signal, Status
+from exporter.notify.alertmanager import authorized
+from exporter.shell.store import Store, WhaleQuery
 
 TXID = re.compile(r"[0-9a-f]{64}")
 MAX_RELAY_BYTES = 1_000_000

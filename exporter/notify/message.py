@@ -10,8 +10,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from exporter.alert_rules import Notice, NoticeKind
-from exporter.models import SATS_PER_BTC, Flow, Signal, Status
+from exporter.core.models import SATS_PER_BTC, Flow, Signal, Status
+from exporter.notify.rules import Notice, NoticeKind
 
 Link = Callable[[str], str]
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
-from exporter.protocol import encode
+from exporter.core.frames import encode
 
 log = logging.getLogger(__name__)
 MAX_BLOCKS = 8

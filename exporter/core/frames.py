@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from exporter.errors import DecodeError
+from exporter.core.errors import DecodeError
 
 WANT = {"action": "want", "data": ["blocks", "stats", "mempool-blocks"]}
 TRACK_MEMPOOL = {"track-mempool": True}

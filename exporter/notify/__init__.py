@@ -1,0 +1,1 @@
+"""Notifications: rules, messages, the Alertmanager relay, and delivery."""

@@ -1,0 +1,1 @@
+"""A faithful mempool.space simulator for demos and tests: `python -m exporter.sim`."""
