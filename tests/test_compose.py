@@ -23,7 +23,7 @@ PROMETHEUS_YML = ROOT / "prometheus" / "prometheus.yml"
 ALERTMANAGER_YML = ROOT / "alerting" / "alertmanager.yml"
 DATASOURCES_YML = ROOT / "grafana" / "provisioning" / "datasources" / "datasources.yml"
 DASHBOARDS_YML = ROOT / "grafana" / "provisioning" / "dashboards" / "dashboards.yml"
-DOCS = ROOT / "README.md"
+DOCS = ROOT / "docs" / "dashboards-and-alerts.md"
 
 # Ports the upstream images listen on unless told otherwise.
 DEFAULT_PORTS = {"prometheus": 9090, "alertmanager": 9093, "grafana": 3000, "mailpit": 8025}

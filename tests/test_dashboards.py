@@ -19,7 +19,7 @@ GRAFANA = ROOT / "grafana"
 GENERATOR = GRAFANA / "generate.py"
 DASHBOARD_DIR = GRAFANA / "dashboards"
 DATASOURCES_YML = GRAFANA / "provisioning" / "datasources" / "datasources.yml"
-DOCS = ROOT / "README.md"
+DOCS = ROOT / "docs" / "dashboards-and-alerts.md"
 
 DASHBOARD_FILES = sorted(DASHBOARD_DIR.glob("*.json"))
 REQUIRED_VARIABLES = {"datasource": "datasource", "job": "query", "instance": "query"}

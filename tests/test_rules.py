@@ -18,7 +18,7 @@ RULES_DIR = ROOT / "prometheus" / "rules"
 RULE_TESTS_DIR = ROOT / "prometheus" / "tests"
 ALERTMANAGER_YML = ROOT / "alerting" / "alertmanager.yml"
 RUNBOOK = ROOT / "alerting" / "RUNBOOK.md"
-DOCS = ROOT / "README.md"
+DOCS = ROOT / "docs" / "dashboards-and-alerts.md"
 
 RUNBOOK_URL = (
     "https://github.com/mempool-whale-exporter/mempool-whale-exporter/blob/main/alerting/RUNBOOK.md"
