@@ -17,9 +17,11 @@ demo: venv ## Offline: the built-in simulated mempool on loopback
 test: venv tools ## Every test, against real DuckDB, sockets, Prometheus and Alertmanager
 	$(PY) -m pytest $(ARGS)
 
-lint: venv ## ruff and mypy
+lint: venv typecheck ## ruff and mypy
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+typecheck: venv ## mypy --strict on the package
 	$(PY) -m mypy
 
 format: venv
@@ -28,6 +30,9 @@ format: venv
 
 dashboards: venv ## Regenerate grafana/dashboards/*.json from grafana/generate.py
 	$(PY) grafana/generate.py
+
+check-dashboards: dashboards ## Fail when the committed dashboards differ from the generator's output
+	git diff --exit-code -- grafana/dashboards
 
 bench: venv ## Benchmarks; their figures go in the README
 	$(PY) benchmarks/ingest.py

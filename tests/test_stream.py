@@ -12,7 +12,7 @@ from conftest import StartExporter
 from support import BTC, make_tx, wait_for
 from websockets.asyncio.server import ServerConnection, serve
 
-from exporter.core.frames import PING, SUBSCRIPTIONS, SequenceWatch, decode_frame
+from exporter.core.frames import PING, SUBSCRIPTIONS
 from exporter.shell.stream import StreamClient, StreamOptions, backoff_schedule
 
 Handler = Callable[[ServerConnection], Awaitable[None]]
@@ -134,40 +134,3 @@ def test_backoff_grows_with_jitter_and_a_floor() -> None:
     assert [high(n) for n in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
     assert [low(n) for n in range(3)] == [1.0, 1.0, 2.0]
     assert backoff_schedule(5.0, 60.0, rand=lambda: 0.0)(0) == 5.0
-
-
-def test_sequence_watch() -> None:
-    """Same number = out of sync, +1 = fine, a jump = gap, a drop = backend restart."""
-    watch = SequenceWatch()
-    assert [watch.observe(n) for n in (10, 11, 11, 11, 12, 15, 3, None)] == [
-        "first", "ok", "stalled", "stalled", "ok", "gap", "reset", "ok"]  # fmt: skip
-    watch.reset()
-    assert watch.observe(99) == "first"
-
-
-def test_one_frame_carries_several_messages() -> None:
-    """A block frame carries block, mempool-transactions and fees together."""
-    frame = decode_frame(orjson.dumps({
-        "block": {"id": "ab", "height": 5}, "fees": {"fastestFee": 3},
-        "mempool-transactions": {"sequence": 7, "mined": ["cd"], "removed": [], "added": []},
-        "loadingIndicators": {},
-    }))  # fmt: skip
-    assert frame.block == {"id": "ab", "height": 5}
-    assert frame.delta is not None and frame.delta.mined == ["cd"]
-    assert sorted(frame.types) == ["block", "fees", "mempool_transactions", "other"]
-
-
-def test_recurring_warnings_are_throttled(caplog: pytest.LogCaptureFixture) -> None:
-    """A warning repeated within the interval is logged once, then reported with a count."""
-    import logging
-
-    from exporter.logs import Throttled
-
-    throttled = Throttled(logging.getLogger("test.throttle"), interval=3600)
-    with caplog.at_level(logging.WARNING, logger="test.throttle"):
-        for n in range(5):
-            throttled.warning("frame", "bad frame %d", n)
-        throttled.interval = 0
-        throttled.warning("frame", "bad frame %d", 99)
-    assert [r.getMessage() for r in caplog.records] == [
-        "bad frame 0", "bad frame 99 (4 more like it since the last report)"]  # fmt: skip

@@ -1,0 +1,54 @@
+"""Settings from flags and the environment, and the address book (no process)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from exporter.config import load, load_address_book
+from exporter.errors import ConfigError
+
+
+def test_every_problem_is_reported_together() -> None:
+    """Several bad settings are all named, one line each."""
+    with pytest.raises(ConfigError) as info:
+        load({"threshold_btc": -1, "retention_days": 0}, environ={"WHALE_STALE_AFTER": "x"})
+    lines = str(info.value).splitlines()
+    assert len(lines) == 3
+    assert any("--stale-after / WHALE_STALE_AFTER" in line for line in lines)
+
+
+def test_flags_override_environment() -> None:
+    """A flag wins over the environment, which wins over the default."""
+    settings = load({"threshold_btc": 250}, environ={"WHALE_THRESHOLD_BTC": "500",
+                                                    "WHALE_DB": "/tmp/x.duckdb"})  # fmt: skip
+    assert settings.threshold_btc == 250
+    assert str(settings.db) == "/tmp/x.duckdb"
+
+
+def test_urls_derive_from_the_base() -> None:
+    """The WebSocket and REST URLs follow the base URL, network prefix included."""
+    settings = load({"mempool_url": "https://mempool.space/testnet4/"}, environ={})
+    assert settings.ws_url == "wss://mempool.space/testnet4/api/v1/ws"
+    assert settings.rest_url == "https://mempool.space/testnet4/api"
+    local = load({"mempool_url": "http://10.0.0.5:8999"}, environ={})
+    assert local.ws_url == "ws://10.0.0.5:8999/api/v1/ws"
+
+
+def test_apprise_urls_from_env_are_split() -> None:
+    """WHALE_APPRISE_URLS takes URLs separated by commas or whitespace."""
+    settings = load({}, environ={"WHALE_APPRISE_URLS": "json://a/b, mailto://u:p@h\ntgram://x/y"})
+    assert len(settings.apprise_urls) == 3
+    assert "u:p" not in repr(settings)
+
+
+def test_address_book_csv(tmp_path: Path) -> None:
+    """The exchange CSV needs address,entity in its header; extra columns are ignored."""
+    good = tmp_path / "good.csv"
+    good.write_text("entity,address,source\nBinance,bc1qa,por-2024\nKraken,3Kx,por\n")
+    assert load_address_book(good).entities == {"bc1qa": "Binance", "3Kx": "Kraken"}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("addr,name\nx,y\n")
+    with pytest.raises(ConfigError, match="--exchange-addresses"):
+        load_address_book(bad)
