@@ -37,6 +37,7 @@ MESSAGE_TYPES = (
 DECODE_KINDS = ("frame", "transaction")
 FEE_TARGETS = ("fastest", "half_hour", "hour", "economy", "minimum")
 WINDOWS = ("1h", "24h", "7d")
+CONFIRMED_SEEN = ("mempool", "block")
 SUPPRESS_REASONS = ("dedup", "rate_limit", "filter")
 VALUE_BUCKETS = (100, 250, 500, 1_000, 2_500, 5_000, 10_000)
 URGENCY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -195,6 +196,13 @@ class Metrics:
         self.outcomes = Counter(
             f"{p}_outcomes", "Whales resolved, by outcome.", ["outcome"], registry=r
         )
+        self.confirmed = Counter(
+            f"{p}_confirmed",
+            "Whales confirmed in a block, by where they were first seen: in the mempool "
+            "(caught early) or only in the block (found by the block audit).",
+            ["seen"],
+            registry=r,
+        )
         self.confirmation_blocks = Histogram(
             f"{p}_confirmation_blocks",
             "Blocks a whale waited for confirmation.",
@@ -267,6 +275,8 @@ class Metrics:
             self.accuracy_samples.labels(window)
         for outcome in OUTCOMES:
             self.outcomes.labels(outcome.value)
+        for seen in CONFIRMED_SEEN:
+            self.confirmed.labels(seen)
         for reason in SUPPRESS_REASONS:
             self.notify_suppressed.labels(reason)
         self.set_state("connecting")

@@ -23,6 +23,7 @@ from exporter.core.addresses import AddressBook
 from exporter.core.fees import FEE_KEYS, FeePicture, parse_fees, parse_mempool_blocks, score
 from exporter.core.frames import Frame, MempoolDelta, SequenceWatch, decode_frame
 from exporter.core.models import SATS_PER_BTC, Detection, Event, EventKind, Flow, Scoring, Signal
+from exporter.core.recall import Recall
 from exporter.core.tracker import Step, Tracker
 from exporter.errors import DecodeError, ExporterError, NotFound
 from exporter.logs import Throttled
@@ -68,6 +69,7 @@ class Pipeline:
             max_pending_days=settings.max_pending_days,
         )
         self.accuracy = Accuracy()
+        self.recall = Recall()
         self.picture = FeePicture()
         self.sequence = SequenceWatch()
         self.queue: asyncio.Queue[tuple[str | bytes, float]] = asyncio.Queue(queue_size)
@@ -84,6 +86,7 @@ class Pipeline:
         self.tracker.restore(pending)
         resolved = await self.store.load_since(now - max(WINDOWS.values()))
         self.tracker.remember_resolved(resolved)
+        self.recall.remember_counted(resolved)
         for signal in resolved:
             self.accuracy.record(signal.chain_id, signal.resolved_at or now, signal.hit)
         self._refresh_gauges(now)
@@ -217,6 +220,8 @@ class Pipeline:
             )
         elif event.kind is EventKind.REPLACED:
             m.replacements.inc()
+        if (seen := self.recall.confirmed(signal)) is not None:
+            m.confirmed.labels(seen).inc()
         if event.kind in (EventKind.RESOLVED, EventKind.CORRECTED):
             self.accuracy.record(signal.chain_id, signal.resolved_at or self.clock(), signal.hit)
         if event.kind is EventKind.RESOLVED and signal.outcome is not None:

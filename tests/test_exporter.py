@@ -144,6 +144,9 @@ async def test_restart_reloads_pending_whales(
     await wait_for(lambda: again.value("whale_outcomes_total", outcome="confirmed") == 1)
     (row,) = await again.whales()
     assert (row["status"], row["block_height"]) == ("confirmed", block["height"])
+    assert row["seen_in_mempool"] is True and row["value_is_gross"] is False
+    assert again.value("whale_confirmed_total", seen="mempool") == 1
+    assert again.value("whale_confirmed_total", seen="block") == 0
 
 
 async def test_readyz_fails_when_the_stream_is_gone(

@@ -113,6 +113,8 @@ class Signal:
     replaced_out: bool = False
     backfilled: bool = False
     outpoints: tuple[tuple[str, int], ...] = ()  # spent by `txid`: a conflict is a replacement
+    seen_in_mempool: bool = True  # False: first found in a block by the audit
+    value_is_gross: bool = False  # True: no prevouts, so change could not be told apart
 
     @property
     def value_btc(self) -> float:
@@ -121,6 +123,13 @@ class Signal:
     @property
     def outcome(self) -> Status | None:
         return None if self.status is Status.PENDING else self.status
+
+    @property
+    def confirmed_whale(self) -> bool:
+        """Whether a whale of this chain is in a block (itself or a whale-sized replacement)."""
+        if self.block_height is None or self.replaced_out:
+            return False
+        return self.status in (Status.CONFIRMED, Status.REPLACED)
 
     @property
     def confirmation_blocks(self) -> int | None:

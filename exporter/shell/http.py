@@ -76,6 +76,8 @@ def whale_json(signal: Signal, settings: Settings) -> dict[str, Any]:
         "confirmation_blocks": signal.confirmation_blocks,
         "prediction_hit": signal.hit,
         "backfilled": signal.backfilled,
+        "seen_in_mempool": signal.seen_in_mempool,
+        "value_is_gross": signal.value_is_gross,
         "explorer_url": settings.explorer_tx_url(signal.txid),
     }
 

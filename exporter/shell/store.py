@@ -91,6 +91,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 5: the outpoints a pending whale spends, so a conflict after a restart is a replacement
     ("ALTER TABLE signals ADD COLUMN outpoints VARCHAR[]",),
+    # 6: whales first found in a block by the audit; values counted gross (no prevouts)
+    (
+        "ALTER TABLE signals ADD COLUMN seen_in_mempool BOOLEAN DEFAULT true",
+        "ALTER TABLE signals ADD COLUMN value_is_gross BOOLEAN DEFAULT false",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -99,7 +104,7 @@ COLUMNS = (
     "vsize", "fee_rate", "flow", "entity", "status", "effective_fee_rate", "urgency_score",
     "urgency_level", "urgency_fallback", "bip125", "predicted_blocks", "predicted_height",
     "tip_height", "value_usd", "chain", "resolved_at", "block_height", "block_hash",
-    "removed_at", "replaced_out", "backfilled", "outpoints",
+    "removed_at", "replaced_out", "backfilled", "outpoints", "seen_in_mempool", "value_is_gross",
 )  # fmt: skip
 ENUMS: dict[str, Callable[[Any], Any]] = {
     "flow": Flow,
@@ -125,6 +130,8 @@ def signal_of(row: Sequence[Any]) -> Signal:
     values["chain"] = list(values["chain"] or [values["txid"]])
     values["replaced_out"] = bool(values["replaced_out"])
     values["backfilled"] = bool(values["backfilled"])
+    values["seen_in_mempool"] = values["seen_in_mempool"] is not False
+    values["value_is_gross"] = bool(values["value_is_gross"])
     values["urgency_fallback"] = bool(values["urgency_fallback"])
     values["bip125"] = bool(values["bip125"])
     values["outpoints"] = tuple(
