@@ -54,7 +54,7 @@ def whale(rate: float, *, effective: float | None = None, position: int | None =
         (BUSY, 42.0, 0.93, 0.94, Urgency.HIGH, 1),  # the first block's median
         (BUSY, 25.0, 0.81, 0.82, Urgency.HIGH, 2),  # most of the backlog is the cheap tail
         (BUSY, 15.0, 0.68, 0.69, Urgency.MEDIUM, 3),
-        (BUSY, 3.0, 0.2, 0.21, Urgency.LOW, 7),  # a third into the 5 MvB tail: 3 + 4 blocks
+        (BUSY, 3.0, 0.156, 0.157, Urgency.LOW, 7),  # p25 of the 5 MvB tail: 3 + 4 blocks
         (BUSY, 0.5, 0.0, 0.0, Urgency.LOW, 8),
         (QUIET, 1.5, 0.2, 0.3, Urgency.LOW, 1),  # a quiet mempool: one block clears all
         (QUIET, 10.0, 1.0, 1.0, Urgency.HIGH, 1),
@@ -75,6 +75,28 @@ def test_score_against_fee_pictures(
     assert scoring.urgency_fallback is False
     assert scoring.predicted_blocks == blocks
     assert scoring.predicted_height == 900 + blocks
+
+
+@pytest.mark.parametrize(
+    ("rate", "share"),
+    [(10.0, 0.10), (25.0, 0.25), (50.0, 0.50), (75.0, 0.75), (90.0, 0.90), (95.0, 0.95)],
+)
+def test_fee_range_points_are_mempool_percentiles(rate: float, share: float) -> None:
+    """feeRange is [~p1, p10, p25, p50, p75, p90, ~p99] by count: a rate at p75 scores 0.75."""
+    (block,) = parse_mempool_blocks(
+        [{"blockVSize": 1_000_000, "nTx": 4000, "medianFee": 50.0,
+          "feeRange": [1.0, 10, 25, 50, 75, 90, 99]}]
+    )  # fmt: skip
+    assert share_below(rate, [block]) == pytest.approx(share)
+    picture = FeePicture(blocks=(block,), blocks_at=NOW)
+    assert score(whale(rate), picture, NOW).urgency_score == pytest.approx(share, abs=1e-4)
+
+
+def test_other_fee_range_lengths_are_evenly_spaced() -> None:
+    """A feeRange of another length (not mempool's seven percentiles) is read as evenly spaced."""
+    five = ProjectedBlock(1_000_000, 100, 3.0, (1.0, 2.0, 3.0, 4.0, 5.0))
+    assert share_below(4.0, [five]) == pytest.approx(0.75)
+    assert share_below(2.5, [five]) == pytest.approx(0.375)
 
 
 def test_share_below_is_monotonic() -> None:
@@ -147,3 +169,24 @@ def test_malformed_fee_messages_raise() -> None:
         parse_fees({"fastestFee": 3})
     with pytest.raises(ValueError):
         parse_mempool_blocks([{"nTx": 3}])
+
+
+@pytest.mark.parametrize(("rate", "share", "level", "blocks"),
+                         [(40, 0.9375, Urgency.HIGH, 1), (8, 0.5625, Urgency.MEDIUM, 2),
+                          (5, 0.375, Urgency.LOW, 3)])  # fmt: skip
+def test_worked_example_of_the_architecture_doc(
+    rate: float, share: float, level: Urgency, blocks: int
+) -> None:
+    """The urgency table in docs/architecture.md is what the code computes."""
+    picture = FeePicture(
+        blocks=parse_mempool_blocks(
+            [{"blockVSize": 1_000_000, "nTx": 3000, "medianFee": 30,
+              "feeRange": [20, 22, 25, 30, 40, 60, 150]},
+             {"blockVSize": 3_000_000, "nTx": 9000, "medianFee": 5,
+              "feeRange": [1, 2, 3, 5, 8, 12, 19]}]
+        ),
+        blocks_at=NOW,
+    )  # fmt: skip
+    scoring = score(whale(rate), picture, NOW)
+    assert (scoring.urgency_score, scoring.urgency_level) == (share, level)
+    assert scoring.predicted_blocks == blocks

@@ -2,7 +2,9 @@
 
 Urgency is the share of the mempool's vbytes that pays a lower fee rate than the whale. The
 projected blocks (`mempool-blocks`) give each block's vsize and its fee-rate percentiles
-(`feeRange`, ascending); within a block, vsize is spread linearly between those percentiles.
+(`feeRange`, ascending). mempool computes them by transaction count at about p1, p10, p25, p50,
+p75, p90 and p99 (`calcEffectiveFeeStatistics` in its `common.ts`); within a block the share is
+interpolated linearly between those positions, taking a transaction's share as its vsize share.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ STATIC_LEVELS = {"fastest": 20.0, "half_hour": 10.0, "hour": 5.0, "economy": 2.0
 # Fallback score at each recommended level; interpolated linearly in between.
 FALLBACK_ANCHORS = (("minimum", 0.1), ("economy", 0.3), ("hour", 0.5), ("half_hour", 0.7),
                     ("fastest", 0.9))  # fmt: skip
+# Where mempool's seven `feeRange` points sit: [~p1, p10, p25, p50, p75, p90, ~p99] by count.
+FEE_RANGE_PERCENTILES = (0.01, 0.10, 0.25, 0.50, 0.75, 0.90, 0.99)
 # Fallback prediction: blocks expected at each level (fastest = next block, ...).
 FALLBACK_BLOCKS = (("fastest", 1), ("half_hour", 3), ("hour", 6), ("economy", 144))
 
@@ -100,17 +104,26 @@ def share_below(rate: float, blocks: Sequence[ProjectedBlock]) -> float:
 
 
 def _fraction_below(rate: float, points: tuple[float, ...]) -> float:
+    """Share of one block paying less than `rate`, from its ascending `feeRange` points.
+
+    Seven points are mempool's percentiles (`FEE_RANGE_PERCENTILES`); any other count is taken
+    as evenly spaced from minimum to maximum. Below the first point nothing pays less; above the
+    last, everything does.
+    """
     if not points:
         return 0.5
     if rate <= points[0]:
         return 0.0
     if rate > points[-1]:
         return 1.0
+    if len(points) == len(FEE_RANGE_PERCENTILES):
+        positions: Sequence[float] = FEE_RANGE_PERCENTILES
+    else:
+        positions = [k / (len(points) - 1) for k in range(len(points))]
     i = bisect.bisect_left(points, rate)  # points[i-1] < rate <= points[i]
     low, high = points[i - 1], points[i]
-    step = 1 / (len(points) - 1)
     within = (rate - low) / (high - low) if high > low else 0.0
-    return (i - 1 + within) * step
+    return positions[i - 1] + within * (positions[i] - positions[i - 1])
 
 
 def fallback_score(rate: float, levels: Mapping[str, float]) -> float:
