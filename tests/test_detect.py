@@ -51,6 +51,48 @@ def test_flows(
     assert (detection.flow, detection.entity) == (flow, entity)
 
 
+HOT = "bc1qkraken"  # Kraken's listed hot wallet
+
+
+@pytest.mark.parametrize(
+    ("outputs", "inputs", "flow", "entity"),
+    [
+        # A withdrawal: the hot wallet pays a user and sends its change back to itself.
+        ([("bc1quser", 150 * BTC), (HOT, 350 * BTC)], [(HOT, 500 * BTC + 5000)],
+         Flow.OUTFLOW, "Kraken"),
+        # A 500 BTC transfer between private wallets with a dust output to a deposit address.
+        ([("bc1qprivate", 500 * BTC), ("bc1qbinance", 546)], [("bc1qwhale", 500 * BTC + 5546)],
+         Flow.UNKNOWN, None),
+        # Most of the value to a deposit address, the rest to another private address.
+        ([("bc1qbinance", 300 * BTC), ("bc1qother", 200 * BTC)],
+         [("bc1qwhale", 500 * BTC + 5000)], Flow.INFLOW, "Binance"),
+        # Cold to hot: one entity's listed wallets, change excluded from the value.
+        ([("bc1qbinance2", 200 * BTC), ("bc1qbinance", 800 * BTC)],
+         [("bc1qbinance", 1000 * BTC + 5000)], Flow.INTERNAL, "Binance"),
+        # A listed deposit funded partly by a listed input is neither in- nor outflow.
+        ([("bc1qbinance", 300 * BTC)], [(HOT, 100 * BTC), ("bc1qwhale", 200 * BTC + 5000)],
+         Flow.UNKNOWN, None),
+    ],
+)  # fmt: skip
+def test_flow_follows_the_value(
+    outputs: list[tuple[str, int]],
+    inputs: list[tuple[str, int]],
+    flow: Flow,
+    entity: str | None,
+) -> None:
+    """The flow is read from the outputs that make the value (self-change excluded) and who pays."""
+    detection = detect(make_tx(outputs, inputs), BOOK)
+    assert (detection.flow, detection.entity) == (flow, entity)
+
+
+def test_flow_without_prevouts_reads_outputs_only() -> None:
+    """Without prevouts no input is known: most of the value to a listed address is an inflow."""
+    tx = make_tx([("bc1qbinance", 300 * BTC), ("bc1qother", 10 * BTC)], prevouts=False)
+    assert (detect(tx, BOOK).flow, detect(tx, BOOK).entity) == (Flow.INFLOW, "Binance")
+    tx = make_tx([("bc1qbinance", 546), ("bc1qother", 300 * BTC)], prevouts=False)
+    assert detect(tx, BOOK).flow is Flow.UNKNOWN
+
+
 def test_bip125_signalling_is_recorded() -> None:
     """An input sequence below 0xfffffffe signals BIP125; a final sequence does not."""
     assert detect(make_tx([("a", BTC)], sequence=0), BOOK).bip125 is True

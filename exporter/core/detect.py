@@ -84,25 +84,12 @@ def detect(tx: Any, book: AddressBook, gross: int | None = None) -> Detection:
     if not isinstance(vin, list) or not all(isinstance(i, dict) for i in vin):
         raise DecodeError(f"{txid}: transaction has no vin list")
 
-    prevouts = [i.get("prevout") for i in vin]
-    have_prevouts = bool(vin) and all(isinstance(p, dict) for p in prevouts)
-    input_addresses = {a for p in prevouts if isinstance(p, dict) if (a := _address(p))}
-    value = 0
-    for out in tx["vout"]:
-        if not (have_prevouts and _address(out) in input_addresses):
-            value += out["value"]
-
-    inflow = _largest_entity(tx["vout"], book)
-    outflow = _largest_entity([p for p in prevouts if isinstance(p, dict)], book)
-    if inflow and outflow:
-        flow = Flow.INTERNAL
-        entity = outflow if inflow == outflow else f"{outflow} → {inflow}"
-    elif inflow:
-        flow, entity = Flow.INFLOW, inflow
-    elif outflow:
-        flow, entity = Flow.OUTFLOW, outflow
-    else:
-        flow, entity = Flow.UNKNOWN, None
+    prevouts = [p for i in vin if isinstance(p := i.get("prevout"), dict)]
+    have_prevouts = bool(vin) and len(prevouts) == len(vin)
+    input_addresses = {a for p in prevouts if (a := _address(p))}
+    paid = [o for o in tx["vout"] if not (have_prevouts and _address(o) in input_addresses)]
+    value = sum(out["value"] for out in paid)
+    flow, entity = classify(paid, prevouts, value, book)
 
     fee = _sats(tx.get("fee", 0), f"{txid} fee")
     vsize = _number(tx, "vsize")
@@ -138,15 +125,47 @@ def detect(tx: Any, book: AddressBook, gross: int | None = None) -> Detection:
     )
 
 
-def _largest_entity(items: list[Any], book: AddressBook) -> str | None:
-    """The exchange behind the largest listed output (or prevout), if any is listed."""
+def classify(
+    paid: list[dict[str, Any]], prevouts: list[dict[str, Any]], value: int, book: AddressBook
+) -> tuple[Flow, str | None]:
+    """The flow follows the value: where the outputs that are not self-change go, and who pays.
+
+    - inflow: listed addresses receive most of the value and no listed input funds it;
+    - outflow: listed inputs fund most of it and most of the value goes to unlisted addresses;
+    - internal: listed inputs fund most of it and listed addresses receive most of the value;
+    - unknown: anything else (no listed address, or listed ones on a minor part only).
+
+    `paid` are the outputs that count as value (self-change excluded), `prevouts` the inputs'
+    previous outputs (empty when the instance sends none).
+    """
     if not book:
-        return None
-    best: tuple[int, str] | None = None
+        return Flow.UNKNOWN, None
+    receivers = _by_entity(paid, book)
+    payers = _by_entity(prevouts, book)
+    received = sum(receivers.values())
+    funded = sum(payers.values()) * 2 > sum(_amount(p) for p in prevouts)
+    most_listed = received * 2 > value
+    if funded:
+        payer = max(payers, key=payers.__getitem__)
+        if not most_listed:
+            return Flow.OUTFLOW, payer
+        receiver = max(receivers, key=receivers.__getitem__)
+        return Flow.INTERNAL, payer if payer == receiver else f"{payer} → {receiver}"
+    if most_listed and not payers:
+        return Flow.INFLOW, max(receivers, key=receivers.__getitem__)
+    return Flow.UNKNOWN, None
+
+
+def _amount(item: Mapping[str, Any]) -> int:
+    amount = item.get("value")
+    return amount if isinstance(amount, int) and not isinstance(amount, bool) else 0
+
+
+def _by_entity(items: list[dict[str, Any]], book: AddressBook) -> dict[str, int]:
+    """Sats per listed entity among outputs (or prevouts); unlisted ones are left out."""
+    totals: dict[str, int] = {}
     for item in items:
         entity = book.entity(_address(item))
         if entity is not None:
-            amount = item.get("value") if isinstance(item.get("value"), int) else 0
-            if best is None or amount > best[0]:
-                best = (amount, entity)
-    return best[1] if best else None
+            totals[entity] = totals.get(entity, 0) + _amount(item)
+    return totals
