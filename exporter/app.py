@@ -27,6 +27,7 @@ from exporter.metrics import Metrics
 from exporter.notify.notifier import Notifier
 from exporter.pipeline import Pipeline
 from exporter.shell.http import ApiState, build_app
+from exporter.shell.instrument import ObservedTransport, watch_loop_lag
 from exporter.shell.rest import MempoolRest
 from exporter.shell.store import Store
 from exporter.shell.stream import StreamClient, StreamOptions, backoff_schedule
@@ -87,7 +88,7 @@ async def run(
     """Run the exporter until `stop` is set (or SIGINT/SIGTERM arrive)."""
     stop = stop or asyncio.Event()
     registry = registry or CollectorRegistry()
-    metrics = Metrics(registry)
+    metrics = Metrics(registry, threshold_btc=settings.threshold_btc)
     store = Store(settings.db)
     try:
         await store.open()
@@ -97,7 +98,12 @@ async def run(
         ) from None
     sock = None
     rest = MempoolRest(
-        settings.rest_url, timeout=settings.rest_timeout, concurrency=settings.rest_concurrency
+        settings.rest_url,
+        timeout=settings.rest_timeout,
+        concurrency=settings.rest_concurrency,
+        transport=ObservedTransport.http(
+            metrics.observe_rest, max_connections=settings.rest_concurrency
+        ),
     )
     try:
         sock = bind(settings)
@@ -182,6 +188,7 @@ async def _serve(
                 group.create_task(every(REFRESH_SECONDS, pipeline.refresh_from_rest)),
                 group.create_task(every(RETENTION_SECONDS, pipeline.retention)),
                 group.create_task(every(JOURNAL_LOAD_SECONDS, store.sync)),
+                group.create_task(watch_loop_lag(metrics.loop_lag.observe)),
             ]
             gc.freeze()  # start-up objects need no more collecting: shorter GC pauses
             # The socket is already listening: early requests wait in its backlog.

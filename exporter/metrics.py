@@ -6,6 +6,12 @@ pushed here from in-memory state, so a scrape never touches DuckDB.
 
 from __future__ import annotations
 
+import functools
+import re
+import subprocess
+from importlib import resources
+from pathlib import Path
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -18,7 +24,7 @@ from prometheus_client import (
 )
 
 from exporter import __version__
-from exporter.core.models import OUTCOMES, Flow, Urgency
+from exporter.core.models import OUTCOMES, Flow, Signal, Urgency
 
 PREFIX = "whale"
 FLOWS = tuple(flow.value for flow in Flow)
@@ -39,20 +45,49 @@ FEE_TARGETS = ("fastest", "half_hour", "hour", "economy", "minimum")
 WINDOWS = ("1h", "24h", "7d")
 CONFIRMED_SEEN = ("mempool", "block")
 SUPPRESS_REASONS = ("dedup", "rate_limit", "filter")
-VALUE_BUCKETS = (100, 250, 500, 1_000, 2_500, 5_000, 10_000)
+PREDICTION_RESULTS = ("hit", "miss")
+# Whale values in multiples of the threshold, so the buckets fit any --threshold-btc.
+VALUE_MULTIPLES = (1, 1.5, 2.5, 5, 10, 25, 50, 100)
 URGENCY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-FEE_RATE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000)
+# Since 2025 blocks often clear at 0.1-1 sat/vB: resolve the sub-1 range too.
+FEE_RATE_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 BLOCK_BUCKETS = (1, 2, 3, 6, 12, 24, 72, 144, 432, 1_008, 2_016)
 ERROR_BUCKETS = (-144, -24, -6, -3, -1, 0, 1, 3, 6, 24, 144)
 DURATION_BUCKETS = (60, 300, 600, 1_800, 3_600, 7_200, 21_600, 86_400, 259_200, 604_800)
 NOTIFY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+LOOP_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+REST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+MAX_REST_ENDPOINTS = 40  # route templates kept as label values; later ones count as "other"
+_TXID = re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{64}(?![0-9A-Za-z])")
+_NUMBER = re.compile(r"(?<=/)\d+(?=/|$)")
+
+
+def value_buckets(threshold_btc: float) -> tuple[float, ...]:
+    """Histogram buckets for whale values: fixed multiples of the configured threshold."""
+    return tuple(round(threshold_btc * multiple, 8) for multiple in VALUE_MULTIPLES)
+
+
+def rest_endpoint(path: str) -> str:
+    """A bounded route template for a REST path: txids and hashes become `:hash`, numbers `:n`.
+
+    Only the path is used (never the host or query), so no URL or txid becomes a label value.
+    """
+    path = path.split("?", 1)[0]
+    return _NUMBER.sub(":n", _TXID.sub(":hash", path)) or "/"
 
 
 class Metrics:
     """Holds every series; tests build one per fresh `CollectorRegistry`."""
 
-    def __init__(self, registry: CollectorRegistry, *, process: bool = True) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        process: bool = True,
+        threshold_btc: float = 100.0,
+        revision: str | None = None,
+    ) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` doubles series
         self.registry = registry
         if process:
@@ -71,9 +106,13 @@ class Metrics:
         self.value = Histogram(
             f"{p}_transaction_value_btc",
             "Value of detected whales in BTC (self-change excluded).",
-            buckets=VALUE_BUCKETS,
+            buckets=value_buckets(threshold_btc),
             registry=r,
         )
+        self.threshold = Gauge(
+            f"{p}_threshold_btc", "Configured whale threshold in BTC.", registry=r
+        )
+        self.threshold.set(threshold_btc)
         self.pending = Gauge(
             f"{p}_pending_transactions",
             "Whales waiting for an outcome, by flow.",
@@ -92,7 +131,10 @@ class Metrics:
             f"{p}_stream_reconnects", "Stream reconnect attempts.", registry=r
         )
         self.messages = Counter(
-            f"{p}_stream_messages", "Stream messages received, by type.", ["type"], registry=r
+            f"{p}_stream_messages",
+            "Stream messages received, by message type.",
+            ["message_type"],
+            registry=r,
         )
         self.sequence_gaps = Counter(
             f"{p}_stream_sequence_gaps",
@@ -122,7 +164,7 @@ class Metrics:
             registry=r,
         )
         self.build = Info(f"{p}_exporter_build", "Exporter build information.", registry=r)
-        self.build.info({"version": __version__})
+        self.build.info({"version": __version__, "revision": revision or build_revision()})
         self.backfill_runs = Counter(
             f"{p}_backfill_runs", "Backfill sweeps, by result.", ["result"], registry=r
         )
@@ -139,9 +181,32 @@ class Metrics:
         self.store_errors = Counter(
             f"{p}_store_write_errors", "DuckDB write batches that failed.", registry=r
         )
-        self.store_queue = Gauge(
-            f"{p}_store_queue_depth", "Frames waiting to be processed and stored.", registry=r
+        self.frame_queue = Gauge(
+            f"{p}_frame_queue_depth",
+            "Stream frames waiting to be processed (the queue in front of the pipeline).",
+            registry=r,
         )
+        self.loop_lag = Histogram(
+            f"{p}_event_loop_lag_seconds",
+            "How late the event loop ran a timer: time the loop was busy or blocked.",
+            buckets=LOOP_LAG_BUCKETS,
+            registry=r,
+        )
+        self.rest_requests = Counter(
+            f"{p}_rest_requests",
+            "REST requests to the mempool instance, by route template and HTTP status code "
+            "(`error` when no response arrived).",
+            ["endpoint", "code"],
+            registry=r,
+        )
+        self.rest_duration = Histogram(
+            f"{p}_rest_request_duration_seconds",
+            "Duration of one REST request (to the response headers), by route template.",
+            ["endpoint"],
+            buckets=REST_BUCKETS,
+            registry=r,
+        )
+        self._rest_endpoints: set[str] = set()
 
         # Fees and prediction
         self.urgency = Histogram(
@@ -178,12 +243,22 @@ class Metrics:
             f"{p}_mempool_vbytes", "Virtual size of the mempool in vbytes.", registry=r
         )
         self.tip_height = Gauge(f"{p}_chain_tip_height", "Height of the chain tip.", registry=r)
-        self.price = Gauge(f"{p}_price_usd", "Bitcoin price in USD (0 when unknown).", registry=r)
+        self.price = Gauge(f"{p}_price_usd", "Bitcoin price in USD (NaN when unknown).", registry=r)
+        self.price.set(float("nan"))
 
         # Outcomes and accuracy
+        self.predictions = Counter(
+            f"{p}_predictions",
+            "Resolved confirmation predictions, by result (hit: confirmed within the predicted "
+            "blocks; miss: later, dropped or expired).",
+            ["result"],
+            registry=r,
+        )
         self.accuracy = Gauge(
             f"{p}_prediction_accuracy_ratio",
-            "Share of predictions that held, by window of resolution time.",
+            "Share of predictions that held, by window of resolution time (this process only; "
+            "for humans: alerts and dashboards use the recording rules over "
+            "whale_predictions_total).",
             ["window"],
             registry=r,
         )
@@ -275,6 +350,8 @@ class Metrics:
             self.accuracy_samples.labels(window)
         for outcome in OUTCOMES:
             self.outcomes.labels(outcome.value)
+        for result in PREDICTION_RESULTS:
+            self.predictions.labels(result)
         for seen in CONFIRMED_SEEN:
             self.confirmed.labels(seen)
         for reason in SUPPRESS_REASONS:
@@ -285,3 +362,46 @@ class Metrics:
         for name in STREAM_STATES:
             self.state.labels(name).set(1 if name == state else 0)
         self.connected.set(1 if state == "connected" else 0)
+
+    def count_prediction(self, signal: Signal) -> None:
+        """Count a resolved whale's prediction as a hit or a miss (if it tested one)."""
+        hit = signal.hit
+        if hit is not None:
+            self.predictions.labels("hit" if hit else "miss").inc()
+
+    def observe_rest(self, path: str, code: str, seconds: float) -> None:
+        """Record one REST request; `path` is reduced to a bounded route template."""
+        endpoint = rest_endpoint(path)
+        if endpoint not in self._rest_endpoints:
+            if len(self._rest_endpoints) >= MAX_REST_ENDPOINTS:
+                endpoint = "other"
+            else:
+                self._rest_endpoints.add(endpoint)
+        self.rest_requests.labels(endpoint, code).inc()
+        self.rest_duration.labels(endpoint).observe(seconds)
+
+
+@functools.cache
+def build_revision() -> str:
+    """The source revision: exporter/REVISION (written by image builds), else git, else unknown."""
+    try:
+        text = resources.files("exporter").joinpath("REVISION").read_text(encoding="utf-8")
+    except OSError:
+        text = ""
+    if text.strip():
+        return text.strip()
+    root = Path(__file__).resolve().parent.parent
+    if (root / ".git").exists():
+        try:
+            result = subprocess.run(
+                ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return "unknown"
+        if result.returncode == 0 and result.stdout.strip():
+            return result.stdout.strip()
+    return "unknown"

@@ -97,7 +97,7 @@ class Pipeline:
     async def on_frame(self, raw: str | bytes, received_at: float) -> None:
         """Called by the stream for every frame; waits when the queue is full (backpressure)."""
         await self.queue.put((raw, received_at))
-        self.metrics.store_queue.set(self.queue.qsize())
+        self.metrics.frame_queue.set(self.queue.qsize())
 
     async def on_connected(self) -> None:
         self.sequence.reset()
@@ -106,7 +106,7 @@ class Pipeline:
     async def consume(self) -> None:
         while True:
             raw, received_at = await self.queue.get()
-            self.metrics.store_queue.set(self.queue.qsize())
+            self.metrics.frame_queue.set(self.queue.qsize())
             try:
                 await self.process(raw, received_at)
             except Exception:  # a frame must never stop the pipeline
@@ -203,9 +203,10 @@ class Pipeline:
     def _count(self, event: Event) -> None:
         m, signal = self.metrics, event.signal
         if event.kind is EventKind.DETECTED:
-            m.transactions.labels(signal.flow.value).inc()
+            exemplar = {"txid": signal.txid}  # links a spike to its transaction, not a label
+            m.transactions.labels(signal.flow.value).inc(exemplar=exemplar)
             m.volume.labels(signal.flow.value).inc(signal.value_btc)
-            m.value.observe(signal.value_btc)
+            m.value.observe(signal.value_btc, exemplar=exemplar)
             m.urgency.observe(signal.urgency_score)
             m.fee_rate.observe(signal.effective_fee_rate)
             m.urgent.labels(signal.urgency_level.value).inc()
@@ -226,6 +227,7 @@ class Pipeline:
             self.accuracy.record(signal.chain_id, signal.resolved_at or self.clock(), signal.hit)
         if event.kind is EventKind.RESOLVED and signal.outcome is not None:
             m.outcomes.labels(signal.outcome.value).inc()
+            m.count_prediction(signal)
             blocks = signal.confirmation_blocks
             if blocks is not None:
                 m.confirmation_blocks.observe(blocks)
@@ -285,7 +287,7 @@ class Pipeline:
             m.mempool_vbytes.set(picture.mempool_vbytes)
         if picture.tip_height is not None:
             m.tip_height.set(picture.tip_height)
-        m.price.set(picture.price_usd or 0)
+        m.price.set(picture.price_usd or float("nan"))  # unknown is NaN, never a price of 0
 
     async def refresh_from_rest(self) -> None:
         """Fill what the stream has not sent (or sent too long ago) from REST; never raises.

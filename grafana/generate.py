@@ -759,9 +759,9 @@ def exporter_health() -> db.Dashboard:
                 "mps",
                 [
                     q(
-                        f"sum by (type) (rate(whale_stream_messages_total{{{SEL}}}"
+                        f"sum by (message_type) (rate(whale_stream_messages_total{{{SEL}}}"
                         "[$__rate_interval]))",
-                        "{{type}}",
+                        "{{message_type}}",
                     )
                 ],
                 stacked=True,
@@ -830,10 +830,10 @@ def exporter_health() -> db.Dashboard:
         )
         .with_panel(
             ts(
-                "Store queue depth",
-                "Stream frames waiting to be processed and stored (WhaleStoreQueueBacklog).",
+                "Frame queue depth",
+                "Stream frames waiting to be processed and stored (WhaleFrameQueueBacklog).",
                 "short",
-                [q(f"sum by (instance) (whale_store_queue_depth{{{SEL}}})", "{{instance}}")],
+                [q(f"sum by (instance) (whale_frame_queue_depth{{{SEL}}})", "{{instance}}")],
                 w=8,
             )
         )

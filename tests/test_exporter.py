@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 
@@ -213,7 +214,9 @@ async def test_prices_down_whales_still_detected(start_exporter: StartExporter) 
         await wait_for(lambda: exporter.value("whale_transactions_total", flow="unknown") == 1)
         (row,) = await exporter.whales()
         assert row["value_usd"] is None
-        assert exporter.value("whale_price_usd") == 0
+        price = exporter.value("whale_price_usd")
+        assert price is not None and math.isnan(price)  # unknown, never a price of 0
+        assert "whale_price_usd NaN" in await exporter.metrics_text()
     finally:
         await sim.stop()
 

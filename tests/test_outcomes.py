@@ -167,7 +167,7 @@ async def test_stale_block_does_not_confirm(
     await detected(exporter, sim, tx)
     await sim.mine([tx["txid"]], stale=True)
     await sim.mine([])
-    await wait_for(lambda: exporter.value("whale_stream_messages_total", type="block") == 2)
+    await wait_for(lambda: exporter.value("whale_stream_messages_total", message_type="block") == 2)
     assert exporter.value("whale_pending_transactions", flow="unknown") == 1
     assert exporter.value("whale_outcomes_total", outcome="confirmed") == 0
 
