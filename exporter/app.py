@@ -89,7 +89,7 @@ async def run(
     stop = stop or asyncio.Event()
     registry = registry or CollectorRegistry()
     metrics = Metrics(registry, threshold_btc=settings.threshold_btc)
-    store = Store(settings.db)
+    store = Store(settings.db, metrics)
     try:
         await store.open()
     except Exception as exc:
@@ -187,7 +187,7 @@ async def _serve(
                 group.create_task(every(tick, pipeline.tick, first=tick)),
                 group.create_task(every(REFRESH_SECONDS, pipeline.refresh_from_rest)),
                 group.create_task(every(RETENTION_SECONDS, pipeline.retention)),
-                group.create_task(every(JOURNAL_LOAD_SECONDS, store.sync)),
+                group.create_task(every(JOURNAL_LOAD_SECONDS, store.retry)),
                 group.create_task(watch_loop_lag(metrics.loop_lag.observe)),
             ]
             gc.freeze()  # start-up objects need no more collecting: shorter GC pauses

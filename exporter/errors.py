@@ -14,6 +14,7 @@ __all__ = [
     "ExporterError",
     "NotFound",
     "RateLimited",
+    "StoreUnavailable",
     "UpstreamError",
 ]
 
@@ -24,6 +25,10 @@ class ExporterError(Exception):
 
 class ConfigError(ExporterError):
     """A setting is invalid; the message names the flag and the environment variable."""
+
+
+class StoreUnavailable(ExporterError):
+    """The store cannot answer now (its disk or DuckDB fails); the message says why."""
 
 
 class UpstreamError(ExporterError):

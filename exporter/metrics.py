@@ -40,7 +40,7 @@ MESSAGE_TYPES = (
     "projected_block",
     "other",
 )
-DECODE_KINDS = ("frame", "transaction")
+DECODE_KINDS = ("frame", "message", "transaction")
 FEE_TARGETS = ("fastest", "half_hour", "hour", "economy", "minimum")
 WINDOWS = ("1h", "24h", "7d")
 CONFIRMED_SEEN = ("mempool", "block")
@@ -148,7 +148,7 @@ class Metrics:
         )
         self.decode_errors = Counter(
             f"{p}_stream_decode_errors",
-            "Malformed frames or transactions skipped, by kind.",
+            "Malformed or out-of-range frames, messages or transactions skipped, by kind.",
             ["kind"],
             registry=r,
         )
@@ -179,7 +179,34 @@ class Metrics:
             registry=r,
         )
         self.store_errors = Counter(
-            f"{p}_store_write_errors", "DuckDB write batches that failed.", registry=r
+            f"{p}_store_write_errors",
+            "Store writes that failed (journal appends and DuckDB loads); each is retried.",
+            registry=r,
+        )
+        self.store_healthy = Gauge(
+            f"{p}_store_healthy",
+            "1 while the store can write (journal and DuckDB), 0 while writes fail.",
+            registry=r,
+        )
+        self.store_backlog = Gauge(
+            f"{p}_store_backlog_rows",
+            "Rows kept in memory because the disk refused them, waiting for a retry.",
+            registry=r,
+        )
+        self.store_rejected = Counter(
+            f"{p}_store_rejected_rows",
+            "Rows refused for a value their column cannot hold (kept in <db>.rejected).",
+            registry=r,
+        )
+        self.store_dropped = Counter(
+            f"{p}_store_dropped_rows",
+            "Rows dropped because the backlog was full during a long store outage.",
+            registry=r,
+        )
+        self.journal_skipped = Counter(
+            f"{p}_journal_skipped_lines",
+            "Journal lines DuckDB could not read (torn by a crash), skipped.",
+            registry=r,
         )
         self.frame_queue = Gauge(
             f"{p}_frame_queue_depth",

@@ -22,7 +22,7 @@ from exporter.core.accuracy import WINDOWS, Accuracy
 from exporter.core.addresses import AddressBook
 from exporter.core.fees import FEE_KEYS, FeePicture, parse_fees, parse_mempool_blocks, score
 from exporter.core.frames import Frame, MempoolDelta, SequenceWatch, decode_frame
-from exporter.core.models import SATS_PER_BTC, Detection, Event, EventKind, Flow, Scoring, Signal
+from exporter.core.models import SATS_PER_BTC, Detection, Event, EventKind, Flow, Scoring
 from exporter.core.recall import Recall
 from exporter.core.tracker import Step, Tracker
 from exporter.errors import DecodeError, ExporterError, NotFound
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 throttled = Throttled(log)
 FEE_MAX_AGE = 120.0  # seconds before the stream's fee picture counts as stale
 PRICE_MAX_AGE = 900.0
-MAX_UNSAVED = 10_000  # signals kept for retry while the journal cannot be written
 
 
 class Notifies(Protocol):
@@ -75,7 +74,6 @@ class Pipeline:
         self.queue: asyncio.Queue[tuple[str | bytes, float]] = asyncio.Queue(queue_size)
         self.resync = asyncio.Event()  # set when a backfill and reconciliation are due
         self._price_at: float | None = None
-        self._unsaved: dict[str, Signal] = {}
 
     # --- start-up ----------------------------------------------------------------------------
 
@@ -125,6 +123,9 @@ class Pipeline:
             return
         for kind in frame.types:
             self.metrics.messages.labels(kind).inc()
+        for kind, reason in frame.errors:  # skipped parts; the rest of the frame goes on
+            self.metrics.decode_errors.labels(kind).inc()
+            throttled.warning(kind, "skipped a malformed %s: %s", kind, reason)
         now = self.clock()
         self._update_picture(frame, now)
         out = Step()
@@ -169,22 +170,8 @@ class Pipeline:
             )
         if not out.events:
             return
-        for event in out.events:
-            self._unsaved.pop(event.signal.chain_id, None)  # re-insert: newest last
-            self._unsaved[event.signal.chain_id] = event.signal
-        while len(self._unsaved) > MAX_UNSAVED:  # the disk is gone for good: keep the newest
-            self._unsaved.pop(next(iter(self._unsaved)))
-            self.metrics.store_errors.inc()
-        batch = list(self._unsaved.values())
-        try:
-            await self.store.save(batch)
-        except Exception:
-            self.metrics.store_errors.inc()
-            log.exception("store write of %d signals failed; kept for the next batch", len(batch))
-        else:
-            for signal in batch:
-                if self._unsaved.get(signal.chain_id) is signal:
-                    del self._unsaved[signal.chain_id]
+        # Never raises for a sick disk: the store keeps what it cannot write and retries.
+        await self.store.save(event.signal for event in out.events)
         now = self.clock()
         for event in out.events:
             self._count(event)
@@ -195,10 +182,8 @@ class Pipeline:
         self._refresh_gauges(now)
 
     async def flush(self) -> None:
-        """Save what an earlier failed batch left behind (at shutdown, for one)."""
-        if self._unsaved:
-            await self.store.save(list(self._unsaved.values()))
-            self._unsaved.clear()
+        """Save what the store still holds in memory (at shutdown, for one)."""
+        await self.store.flush(force=True)
 
     def _count(self, event: Event) -> None:
         m, signal = self.metrics, event.signal
@@ -256,7 +241,7 @@ class Pipeline:
             if frame.fees is not None:
                 picture = replace(picture, recommended=parse_fees(frame.fees))
         except (ValueError, TypeError) as exc:
-            self.metrics.decode_errors.labels("frame").inc()
+            self.metrics.decode_errors.labels("message").inc()
             throttled.warning("fees", "ignored a malformed fee message: %s", exc)
         info = frame.mempool_info
         if info is not None:

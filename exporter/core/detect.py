@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from exporter.core import limits
 from exporter.core.addresses import AddressBook
 from exporter.core.errors import DecodeError
 from exporter.core.models import MAX_BTC, SATS_PER_BTC, Detection, Flow
@@ -67,11 +68,21 @@ def _address(item: Mapping[str, Any] | None) -> str | None:
     return address if isinstance(address, str) and address else None
 
 
+# Sane ranges of the numbers detection reads (see limits.py); outside them the tx is rejected.
+NUMBER_RANGES = {
+    "vsize": (0.0, limits.MAX_TX_VSIZE),
+    "weight": (0.0, 4.0 * limits.MAX_TX_VSIZE),
+    "feePerVsize": (0.0, limits.MAX_FEE_RATE),
+    "adjustedFeePerVsize": (0.0, limits.MAX_FEE_RATE),
+    "effectiveFeePerVsize": (0.0, limits.MAX_FEE_RATE),
+    "firstSeen": (limits.MIN_TIME, limits.MAX_TIME),
+}
+
+
 def _number(tx: Mapping[str, Any], key: str) -> float | None:
-    value = tx.get(key)
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
+    """`tx[key]` within its sane range, None when absent; DecodeError when absurd."""
+    low, high = NUMBER_RANGES[key]
+    return limits.optional_number(tx, key, low, high)
 
 
 def detect(tx: Any, book: AddressBook, gross: int | None = None) -> Detection:

@@ -1,17 +1,26 @@
 """Decoding of mempool.space WebSocket frames, and the messages a client sends.
 
-A frame is one JSON object whose keys are message types; one frame may carry several. Unknown
-keys are counted as `other` and ignored. Transactions inside `added` stay raw dicts here: most
-are not whales, and detection looks at them once, cheaply.
+A frame is one JSON object whose keys are message types; one frame may carry several. Each
+message is decoded on its own, and each transaction inside one: what is malformed or carries
+a number out of its sane range (`limits.py`) is skipped and listed in `Frame.errors`, and
+everything valid in the same frame is still used. Only a frame that is not a JSON object at
+all raises. Unknown keys are counted as `other` and ignored.
+
+Transactions inside `added` are checked here only for the shape every one of them is read
+with (txid, inputs' outpoints); most are not whales, and detection checks the rest (values,
+fees, sizes) of the few that may be.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from exporter.core import limits
 from exporter.core.errors import DecodeError
 
 WANT = {"action": "want", "data": ["blocks", "stats", "mempool-blocks"]}
@@ -32,6 +41,8 @@ MESSAGE_TYPES = {
     "pong": "pong",
     "projected-block-transactions": "projected_block",
 }
+FEE_KEYS = ("fastestFee", "halfHourFee", "hourFee", "economyFee", "minimumFee")
+MAX_SEQUENCE = 2**53
 
 
 def encode(message: dict[str, Any]) -> str:
@@ -43,7 +54,7 @@ class MempoolDelta:
     """One `mempool-transactions` message."""
 
     sequence: int | None
-    added: list[Any] = field(default_factory=list)  # raw; detection validates each
+    added: list[Any] = field(default_factory=list)  # shape-checked dicts; detection does the rest
     removed: list[str] = field(default_factory=list)
     mined: list[str] = field(default_factory=list)
     replaced: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -51,7 +62,7 @@ class MempoolDelta:
 
 @dataclass(slots=True)
 class Frame:
-    """Everything one frame said that the exporter uses."""
+    """Everything one frame said that the exporter uses, and what it had to skip."""
 
     types: list[str] = field(default_factory=list)
     delta: MempoolDelta | None = None
@@ -61,58 +72,199 @@ class Frame:
     fees: dict[str, Any] | None = None
     mempool_info: dict[str, Any] | None = None
     prices: dict[str, Any] | None = None
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (kind, reason)
+
+    def skip(self, kind: str, reason: str) -> None:
+        self.errors.append((kind, reason))
 
 
 def decode_frame(raw: bytes | str) -> Frame:
-    """Parse one frame; raises DecodeError when the frame as a whole is unusable."""
+    """Parse one frame; raises DecodeError only when the frame as a whole is unusable."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise DecodeError(f"invalid JSON: {exc}") from None
+        try:  # valid JSON that orjson refuses (1e400): the checks below reject the number alone
+            data = json.loads(raw)
+        except ValueError:
+            raise DecodeError(f"invalid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise DecodeError(f"frame is a JSON {type(data).__name__}, not an object")
     frame = Frame(types=[MESSAGE_TYPES.get(key, "other") for key in data])
-    if (delta := data.get("mempool-transactions")) is not None:
-        frame.delta = _delta(delta)
-    frame.block = _optional(data, "block", dict)
-    frame.blocks = _optional(data, "blocks", list)
-    frame.mempool_blocks = _optional(data, "mempool-blocks", list)
-    frame.fees = _optional(data, "fees", dict)
-    frame.mempool_info = _optional(data, "mempoolInfo", dict)
-    frame.prices = _optional(data, "conversions", dict)
+    for key, decode in _MESSAGES.items():
+        value = data.get(key)
+        if value is not None:
+            try:
+                decode(frame, value)
+            except DecodeError as exc:
+                frame.skip("message", f"{key}: {exc}")
     return frame
 
 
-def _optional(data: dict[str, Any], key: str, kind: type) -> Any:
-    value = data.get(key)
-    if value is not None and not isinstance(value, kind):
-        raise DecodeError(f"{key} is not a JSON {kind.__name__}")
-    return value
-
-
-def _delta(value: Any) -> MempoolDelta:
+def _delta(frame: Frame, value: Any) -> None:
     if not isinstance(value, dict):
-        raise DecodeError("mempool-transactions is not an object")
+        raise DecodeError("not an object")
     sequence = value.get("sequence")
-    if sequence is not None and (not isinstance(sequence, int) or isinstance(sequence, bool)):
-        raise DecodeError("mempool-transactions.sequence is not an integer")
+    if sequence is not None:
+        try:
+            sequence = limits.integer(sequence, 0, MAX_SEQUENCE, "sequence")
+        except DecodeError as exc:  # the transactions are still good
+            frame.skip("message", f"mempool-transactions: {exc}")
+            sequence = None
     delta = MempoolDelta(sequence)
-    delta.added = _list(value, "added")
-    delta.removed = [txid for txid in _list(value, "removed") if isinstance(txid, str)]
-    delta.mined = [txid for txid in _list(value, "mined") if isinstance(txid, str)]
-    for pair in _list(value, "replaced"):
-        if isinstance(pair, dict) and isinstance(pair.get("replaced"), str):
-            by = pair.get("by")
-            if isinstance(by, dict):
-                delta.replaced.append((pair["replaced"], by))
-    return delta
+    frame.delta = delta
+    for tx in _list(frame, value, "added"):
+        if (reason := tx_shape(tx)) is None:
+            delta.added.append(tx)
+        else:
+            frame.skip("transaction", reason)
+    delta.removed = _txids(frame, value, "removed")
+    delta.mined = _txids(frame, value, "mined")
+    for pair in _list(frame, value, "replaced"):
+        if (reason := _pair_problem(pair)) is None:
+            delta.replaced.append((pair["replaced"], pair["by"]))
+        else:
+            frame.skip("transaction", reason)
 
 
-def _list(value: dict[str, Any], key: str) -> list[Any]:
-    items = value.get(key) or []
+def _pair_problem(pair: Any) -> str | None:
+    if not isinstance(pair, dict):
+        return "a replaced entry is not an object"
+    old = pair.get("replaced")
+    if type(old) is not str or not limits.TXID.fullmatch(old):
+        return "a replaced entry has no valid txid"
+    return tx_shape(pair.get("by"))
+
+
+def _list(frame: Frame, value: dict[str, Any], key: str) -> list[Any]:
+    items = value.get(key)
+    if items is None:
+        return []
     if not isinstance(items, list):
-        raise DecodeError(f"mempool-transactions.{key} is not a list")
+        frame.skip("message", f"mempool-transactions.{key} is not a list")
+        return []
     return items
+
+
+def _txids(frame: Frame, value: dict[str, Any], key: str) -> list[str]:
+    good = [txid for txid in _list(frame, value, key) if type(txid) is str]
+    items = value.get(key)
+    if isinstance(items, list) and len(good) != len(items):
+        frame.skip("transaction", f"mempool-transactions.{key} holds a non-string txid")
+    return good
+
+
+def tx_shape(tx: Any) -> str | None:
+    """Why `tx` cannot be read as a transaction at all, or None when its shape is fine.
+
+    Checks what is read of every transaction: the txid, and each input's outpoint. Values,
+    fees and sizes are checked by detection, for the few that may be whales.
+    """
+    if type(tx) is not dict:
+        return "transaction is not an object"
+    txid = tx.get("txid")
+    if type(txid) is not str or not limits.TXID.fullmatch(txid):
+        return "transaction has no valid txid"
+    vin = tx.get("vin")
+    if type(vin) is not list:
+        return f"{txid}: vin is not a list"
+    for item in vin:
+        if type(item) is not dict:
+            return f"{txid}: an input is not an object"
+        vout = item.get("vout")
+        if type(item.get("txid")) is not str or type(vout) is not int:
+            return f"{txid}: an input has no outpoint"
+        if not 0 <= vout <= limits.MAX_INDEX:
+            return f"{txid}: input vout {vout} is out of range"
+    if type(tx.get("vout")) is not list:
+        return f"{txid}: vout is not a list"
+    return None
+
+
+def _block(item: Any) -> dict[str, Any]:
+    """A `block` (or one entry of `blocks`) with a valid id, height and time, or DecodeError."""
+    if not isinstance(item, dict):
+        raise DecodeError("block is not an object")
+    limits.txid(item.get("id"), "block id")
+    limits.height(item.get("height"), "block height")
+    if item.get("timestamp") is not None:
+        limits.timestamp(item["timestamp"], "block timestamp")
+    previous = item.get("previousblockhash")
+    if previous is not None:
+        limits.txid(previous, "previousblockhash")
+    return item
+
+
+def _one_block(frame: Frame, value: Any) -> None:
+    frame.block = _block(value)
+
+
+def _blocks(frame: Frame, value: Any) -> None:
+    if not isinstance(value, list):
+        raise DecodeError("not a list")
+    frame.blocks = []
+    for item in value:
+        try:
+            frame.blocks.append(_block(item))
+        except DecodeError as exc:
+            frame.skip("message", f"blocks: {exc}")
+
+
+def _mempool_blocks(frame: Frame, value: Any) -> None:
+    """Projected blocks: one bad entry would skew every share, so the message goes whole."""
+    if not isinstance(value, list):
+        raise DecodeError("not a list")
+    for item in value:
+        if not isinstance(item, dict):
+            raise DecodeError("projected block is not an object")
+        limits.number(item.get("blockVSize"), 0, limits.MAX_MEMPOOL_VSIZE, "blockVSize")
+        limits.optional_number(item, "blockSize", 0, limits.MAX_MEMPOOL_VSIZE * 4)
+        limits.optional_number(item, "nTx", 0, limits.MAX_MEMPOOL_COUNT)
+        limits.optional_number(item, "totalFees", 0, limits.MAX_SATS)
+        limits.optional_number(item, "medianFee", 0, limits.MAX_FEE_RATE)
+        rates = item.get("feeRange")
+        if rates is not None:
+            if not isinstance(rates, list) or len(rates) > 1_000:
+                raise DecodeError("feeRange is not a list of rates")
+            for rate in rates:
+                limits.fee_rate(rate, "feeRange rate")
+    frame.mempool_blocks = value
+
+
+def _fees(frame: Frame, value: Any) -> None:
+    if not isinstance(value, dict):
+        raise DecodeError("not an object")
+    for key in FEE_KEYS:
+        limits.fee_rate(value.get(key), key)
+    frame.fees = value
+
+
+def _mempool_info(frame: Frame, value: Any) -> None:
+    if not isinstance(value, dict):
+        raise DecodeError("not an object")
+    limits.integer(value.get("size"), 0, limits.MAX_MEMPOOL_COUNT, "size")
+    limits.number(value.get("bytes"), 0, limits.MAX_MEMPOOL_VSIZE, "bytes")
+    frame.mempool_info = value
+
+
+def _prices(frame: Frame, value: Any) -> None:
+    if not isinstance(value, dict):
+        raise DecodeError("not an object")
+    usd = value.get("USD")
+    if usd is not None:
+        # mempool sends -1 (or 0) when it knows no price: that is "unknown", not an error.
+        limits.number(usd, -1, limits.MAX_PRICE, "USD")
+    frame.prices = value
+
+
+_MESSAGES: dict[str, Callable[[Frame, Any], None]] = {
+    "mempool-transactions": _delta,
+    "block": _one_block,
+    "blocks": _blocks,
+    "mempool-blocks": _mempool_blocks,
+    "fees": _fees,
+    "mempoolInfo": _mempool_info,
+    "conversions": _prices,
+}
 
 
 class SequenceWatch:

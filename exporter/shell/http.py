@@ -27,6 +27,7 @@ from starlette.routing import Route
 from exporter import __version__
 from exporter.config import Settings
 from exporter.core.models import Flow, Signal, Status
+from exporter.errors import StoreUnavailable
 from exporter.notify.alertmanager import authorized
 from exporter.shell.store import Store, WhaleQuery
 
@@ -163,6 +164,8 @@ def build_app(state: ApiState) -> Starlette:
         reasons = []
         if not state.store.is_open:
             reasons.append("database is not open")
+        elif (problem := state.store.problem) is not None:
+            reasons.append(f"store cannot write: {problem}")
         silent = state.seconds_since_frame()
         recently = silent is not None and silent <= settings.stale_after
         if not state.stream_connected() and not recently:
@@ -247,7 +250,16 @@ def build_app(state: ApiState) -> Starlette:
             return ORJSONResponse({"error": f"invalid payload: {exc}"}, status_code=422)
         return ORJSONResponse(result)
 
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        # A sick disk is a 503 with the reason, never a 500: the client may retry later.
+        return ORJSONResponse(
+            {"error": "store unavailable", "reason": str(exc)},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
     return Starlette(
+        exception_handlers={StoreUnavailable: unavailable},
         routes=[
             Route("/", index),
             Route("/metrics", metrics),
@@ -257,5 +269,5 @@ def build_app(state: ApiState) -> Starlette:
             Route("/api/v1/whales/{txid}", whale),
             Route("/api/v1/summary", summary),
             Route("/alertmanager", alertmanager, methods=["POST"]),
-        ]
+        ],
     )

@@ -13,7 +13,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,11 +26,17 @@ import duckdb
 import orjson
 
 from exporter.core.models import Flow, Signal, Status, Urgency
+from exporter.errors import StoreUnavailable
+from exporter.metrics import Metrics
+from exporter.shell.health import StoreHealth
 from exporter.shell.journal import Journal
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Connection = Any  # duckdb.DuckDBPyConnection; duckdb ships no usable stubs for strict mypy
+MAX_BACKLOG = 10_000  # rows kept in memory while the disk refuses them
+MAX_REFUSED = 1_000  # refused rows kept in memory when even the .rejected file cannot take them
+STORE_ERRORS = (OSError, duckdb.Error)
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: the core signal row
@@ -172,10 +180,19 @@ class WhaleQuery:
 
 
 class Store:
-    """Owns the DuckDB file. Use `await open()`, then `write`, `read`, `close`."""
+    """Owns the DuckDB file. Use `await open()`, then `save`, `write`, `read`, `close`.
 
-    def __init__(self, path: Path) -> None:
+    Writes never raise for a sick disk: rows the journal cannot take wait in a bounded
+    backlog and are retried with backoff (`retry`); `problem` says why meanwhile. A row whose
+    values its columns cannot hold is refused alone, kept in `<db>.rejected`, logged once.
+    """
+
+    def __init__(self, path: Path, metrics: Metrics | None = None) -> None:
         self.path = path
+        self.metrics = metrics
+        self.health = StoreHealth(metrics)
+        self.rejected_path = path.with_name(path.name + ".rejected")
+        self.refused: deque[bytes] = deque(maxlen=MAX_REFUSED)  # what .rejected could not take
         self._con: Connection | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-writer")
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="duckdb-reader")
@@ -185,6 +202,19 @@ class Store:
         self._sync_lock = asyncio.Lock()
         self._seq = itertools.count(time.time_ns())  # orders lines, also across restarts
         self._reading = ""
+        self._types: dict[str, tuple[str, bool]] = {}  # column -> (DuckDB type, nullable)
+        self._backlog: OrderedDict[str, bytes] = OrderedDict()  # chain_id -> newest line
+        self._logged_refusals: OrderedDict[str, None] = OrderedDict()
+
+    @property
+    def problem(self) -> str | None:
+        """Why the store cannot write now, or None when it can."""
+        return self.health.problem
+
+    @property
+    def backlog(self) -> int:
+        """Rows waiting in memory for the disk."""
+        return len(self._backlog)
 
     @property
     def is_open(self) -> bool:
@@ -197,10 +227,10 @@ class Store:
             con = duckdb.connect(str(self.path), config={"memory_limit": "256MB", "threads": 2})
             try:
                 migrate(con)
-                self._reading = _json_columns(con)
+                self._reading, self._types = _json_columns(con)
                 for leftover in self._journal.leftovers():
                     log.info("loading %s left by an earlier run", leftover.name)
-                    _load_journal(con, leftover, self._reading)
+                    self._skipped(_load_journal(con, leftover, self._reading), leftover)
                     leftover.unlink()
             except Exception:
                 con.close()
@@ -211,7 +241,8 @@ class Store:
         await self._on_writer(_open)
 
     async def close(self) -> None:
-        """Load what is journaled, then close; a failed load is replayed at the next open."""
+        """Write the backlog, load what is journaled, then close; a failed load is replayed at
+        the next open."""
 
         def _close() -> None:
             self._journal.close()
@@ -220,34 +251,76 @@ class Store:
                 self._con = None
 
         if self._con is not None:
-            try:
-                await self.sync()
-            except Exception:
-                log.exception("journal load at close failed; it is loaded at the next start")
+            await self.flush(force=True)
+            if self._backlog:
+                log.error("%d rows could not be saved before exit: the disk still refuses "
+                          "them", len(self._backlog))  # fmt: skip
+            if not await self.sync(force=True):
+                log.warning("journal load at close failed; it is loaded at the next start")
         with contextlib.suppress(RuntimeError):
             await self._on_writer(_close)
         for pool in (self._appender, self._writer, self._readers):
             pool.shutdown(wait=True)
 
-    async def sync(self) -> None:
-        """Load every journaled line into DuckDB (no-op when nothing was saved since)."""
+    async def sync(self, *, force: bool = False) -> bool:
+        """Load every journaled line into DuckDB (no-op when nothing was saved since).
+
+        Never raises for a sick disk: returns False, and `problem` says why, until a retry
+        (with backoff, unless `force`) succeeds.
+        """
         async with self._sync_lock:
             if not self._dirty and not self._journal.loading.exists():
-                return
+                return True
+            if not (force or self.health.due("database")):
+                return False
             self._dirty = False
             loop = asyncio.get_running_loop()
             try:
                 # Sealing runs on the journal thread, after every append already submitted.
                 sealed = await loop.run_in_executor(self._appender, self._journal.sealed)
                 if sealed is not None:
-                    await self._on_writer(self._load, sealed)
+                    skipped = await self._on_writer(self._load, sealed)
+                    self._skipped(skipped, sealed)
+            except STORE_ERRORS as exc:
+                self._dirty = True
+                self.health.failed("database", exc, len(self._backlog))
+                return False
             except BaseException:
                 self._dirty = True
                 raise
+            self.health.succeeded("database")
+            return True
 
-    def _load(self, sealed: Path) -> None:
-        _load_journal(self._connection(), sealed, self._reading)
+    async def retry(self) -> None:
+        """Periodic: write the backlog and load the journal, each when its backoff allows."""
+        await self.flush()
+        await self.sync()
+
+    def _load(self, sealed: Path) -> list[bytes]:
+        skipped = _load_journal(self._connection(), sealed, self._reading)
         sealed.unlink()
+        return skipped
+
+    def _skipped(self, lines: list[bytes], source: Path) -> None:
+        """Journal lines DuckDB could not read (a line torn by a crash): count, keep, log."""
+        if not lines:
+            return
+        if self.metrics is not None:
+            self.metrics.journal_skipped.inc(len(lines))
+        log.warning(
+            "%d unreadable lines in %s skipped (kept in %s)",
+            len(lines),
+            source.name,
+            self.rejected_path.name,
+        )
+        self._keep_refused(lines)
+
+    def _keep_refused(self, lines: list[bytes]) -> None:
+        try:
+            with self.rejected_path.open("ab") as handle:
+                handle.write(b"".join(line.rstrip(b"\n") + b"\n" for line in lines))
+        except OSError:
+            self.refused.extend(lines)
 
     async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
@@ -269,7 +342,11 @@ class Store:
         return await self._on_writer(_run)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(cursor, *args)` on a reader thread with a cursor of its own."""
+        """Run `fn(cursor, *args)` on a reader thread with a cursor of its own.
+
+        Pending lines are loaded first; when DuckDB cannot load them now, the read still
+        answers from what is loaded. Raises StoreUnavailable when DuckDB cannot answer.
+        """
         await self.sync()
 
         def _run() -> T:
@@ -279,7 +356,10 @@ class Store:
             finally:
                 cursor.close()
 
-        return await asyncio.get_running_loop().run_in_executor(self._readers, _run)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._readers, _run)
+        except (RuntimeError, *STORE_ERRORS) as exc:
+            raise StoreUnavailable(f"the database cannot answer: {exc}") from None
 
     def _connection(self) -> Connection:
         if self._con is None:
@@ -289,16 +369,65 @@ class Store:
     # --- signals -------------------------------------------------------------------------
 
     async def save(self, signals: Iterable[Signal]) -> None:
-        """Journal a batch of signals durably; returns once they are on disk."""
-        lines = b"".join(
-            orjson.dumps({"seq": next(self._seq), **dict(zip(COLUMNS, row_of(s), strict=True))})
-            + b"\n"
-            for s in signals
-        )
-        if lines:
-            self._dirty = True
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._appender, self._journal.append, lines)
+        """Journal a batch of signals; returns once they are on disk, or in the backlog.
+
+        Never raises for a sick disk or a bad row: the backlog keeps (bounded) what the disk
+        refuses, for `retry`; a row its columns cannot hold is refused alone.
+        """
+        for signal in signals:
+            line = self._line(signal)
+            if line is not None:
+                self._backlog.pop(signal.chain_id, None)
+                self._backlog[signal.chain_id] = line  # newest last; a newer line supersedes
+        while len(self._backlog) > MAX_BACKLOG:  # the disk is gone for good: keep the newest
+            self._backlog.popitem(last=False)
+            if self.metrics is not None:
+                self.metrics.store_dropped.inc()
+        await self.flush()
+
+    async def flush(self, *, force: bool = False) -> bool:
+        """Append the backlog to the journal now (when the backoff allows, or `force`)."""
+        if self._backlog and (force or self.health.due("journal")):
+            batch = list(self._backlog.items())
+            try:
+                await asyncio.get_running_loop().run_in_executor(
+                    self._appender, self._journal.append, b"".join(line for _, line in batch)
+                )
+            except OSError as exc:
+                self.health.failed("journal", exc, len(self._backlog))
+            else:
+                for chain_id, line in batch:
+                    if self._backlog.get(chain_id) is line:
+                        del self._backlog[chain_id]
+                self._dirty = True
+                self.health.succeeded("journal")
+        if self.metrics is not None:
+            self.metrics.store_backlog.set(len(self._backlog))
+        return not self._backlog
+
+    def _line(self, signal: Signal) -> bytes | None:
+        """The journal line of `signal`, or None when a column cannot hold one of its values."""
+        values = dict(zip(COLUMNS, row_of(signal), strict=True))
+        problem = _problem(values, self._types)
+        if problem is None:
+            try:
+                return orjson.dumps({"seq": next(self._seq), **values}) + b"\n"
+            except orjson.JSONEncodeError as exc:
+                problem = str(exc)
+        if self.metrics is not None:
+            self.metrics.store_rejected.inc()
+        if signal.chain_id not in self._logged_refusals:  # once per whale, not per update
+            self._logged_refusals[signal.chain_id] = None
+            if len(self._logged_refusals) > MAX_REFUSED:
+                self._logged_refusals.popitem(last=False)
+            log.error(
+                "store refused whale %s (%s); kept in %s",
+                signal.chain_id,
+                problem,
+                self.rejected_path.name,
+            )
+        self._keep_refused([orjson.dumps({k: _lenient(v) for k, v in values.items()})])
+        return None
 
     async def load_pending(self) -> list[Signal]:
         return await self.read(_select_signals, "WHERE status = 'pending'", [])
@@ -342,26 +471,73 @@ class Store:
         return await self.write(_delete_before, cutoff)
 
 
-def _json_columns(con: Connection) -> str:
-    """How to read journal lines: read_json's `columns` struct, and a filter of whole rows."""
+def _json_columns(con: Connection) -> tuple[str, dict[str, tuple[str, bool]]]:
+    """How to read journal lines (read_json's `columns` struct and a filter of whole rows),
+    and each column's type and nullability."""
     rows = con.execute(
         "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
         "WHERE table_name = 'signals'"
     ).fetchall()
-    types = {name: kind for name, kind, _ in rows}
-    fields = ", ".join(f"{name}: '{types[name]}'" for name in COLUMNS)
-    required = " AND ".join(f"{name} IS NOT NULL" for name, _, null in rows if null == "NO")
-    return f"columns = {{seq: 'BIGINT', {fields}}}, ignore_errors = true) WHERE {required}"
+    types = {name: (kind, null == "YES") for name, kind, null in rows}
+    fields = ", ".join(f"{name}: '{types[name][0]}'" for name in COLUMNS)
+    required = " AND ".join(["seq IS NOT NULL"] + [
+        f"{name} IS NOT NULL" for name, (_, null) in types.items() if not null])  # fmt: skip
+    reading = f"columns = {{seq: 'BIGINT', {fields}}}, ignore_errors = true) WHERE {required}"
+    return reading, types
 
 
-def _load_journal(con: Connection, path: Path, reading: str) -> None:
-    """Upsert the newest line of each chain in `path`; a torn last line is skipped."""
+INT_RANGES = {"INTEGER": 2**31, "BIGINT": 2**63}
+
+
+def _problem(values: dict[str, Any], types: dict[str, tuple[str, bool]]) -> str | None:
+    """What in `values` the signals table cannot hold (DuckDB would turn it into NULL)."""
+    for name, value in values.items():
+        kind, nullable = types.get(name, ("", True))
+        if value is None:
+            if not nullable:
+                return f"{name} is missing"
+        elif kind in INT_RANGES:
+            bound = INT_RANGES[kind]
+            if type(value) is not int or not -bound <= value < bound:
+                return f"{name} {value!r} does not fit {kind}"
+        elif kind == "DOUBLE" and (not isinstance(value, int | float) or not math.isfinite(value)):
+            return f"{name} {value!r} is not a finite number"
+    return None
+
+
+def _lenient(value: Any) -> Any:
+    """A value for the .rejected file: anything JSON cannot hold becomes its repr."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
+        return str(value)
+    return value
+
+
+def _load_journal(con: Connection, path: Path, reading: str) -> list[bytes]:
+    """Upsert the newest line of each chain in `path`; returns the lines DuckDB could not
+    read (a line torn by a crash), which are skipped."""
+    source = f"read_json(?, format = 'newline_delimited', {reading}"
     con.execute(
         f"INSERT OR REPLACE INTO signals ({', '.join(COLUMNS)}) "
-        f"SELECT {', '.join(COLUMNS)} FROM read_json(?, format = 'newline_delimited', "
-        f"{reading} QUALIFY row_number() OVER (PARTITION BY chain_id ORDER BY seq DESC) = 1",
+        f"SELECT {', '.join(COLUMNS)} FROM {source} "
+        f"QUALIFY row_number() OVER (PARTITION BY chain_id ORDER BY seq DESC) = 1",
         [str(path)],
     )
+    lines = [line for line in path.read_bytes().splitlines() if line.strip()]
+    read = con.execute(f"SELECT count(*) FROM {source}", [str(path)]).fetchone()[0]
+    if read == len(lines):
+        return []
+    seqs = {seq for (seq,) in con.execute(f"SELECT seq FROM {source}", [str(path)]).fetchall()}
+    return [line for line in lines if _seq(line) not in seqs]
+
+
+def _seq(line: bytes) -> int | None:
+    try:
+        seq = orjson.loads(line).get("seq")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return seq if isinstance(seq, int) else None
 
 
 def _select_signals(cursor: Connection, tail: str, params: list[Any]) -> list[Signal]:
