@@ -1,0 +1,131 @@
+"""Store faults on real files: poison rows, torn journal lines, a full disk, reads meanwhile."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+from faults import fill, small_disk
+from prometheus_client import CollectorRegistry
+from support import make_signal, txid
+
+from exporter.errors import StoreUnavailable
+from exporter.metrics import Metrics
+from exporter.shell.journal import Journal
+from exporter.shell.store import Store, WhaleQuery
+
+
+def counter(metrics: Metrics, name: str) -> float:
+    value = metrics.registry.get_sample_value(name)
+    assert value is not None, name
+    return value
+
+
+async def test_a_poison_row_is_refused_alone_kept_and_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A row a column cannot hold is set aside; the rows around it are stored, now and later."""
+    metrics = Metrics(CollectorRegistry(), process=False)
+    store = Store(tmp_path / "w.duckdb", metrics)
+    await store.open()
+    try:
+        poison = make_signal(txid(), 300, predicted_height=2**40, predicted_blocks=2**40)
+        good = [make_signal(txid(), 200), make_signal(txid(), 250)]
+        with caplog.at_level(logging.ERROR):
+            await store.save([good[0], poison])
+            await store.save([poison, good[1]])  # the poison row comes again with an update
+        stored = {s.txid for s in await store.whales(WhaleQuery())}
+        assert stored == {good[0].txid, good[1].txid}
+        assert counter(metrics, "whale_store_rejected_rows_total") == 2
+        assert sum(poison.txid in r.getMessage() for r in caplog.records) == 1
+        kept = [orjson.loads(line) for line in store.rejected_path.read_bytes().splitlines()]
+        assert [row["chain_id"] for row in kept] == [poison.txid, poison.txid]
+        assert kept[0]["predicted_height"] == 2**40
+        assert store.problem is None and counter(metrics, "whale_store_healthy") == 1
+    finally:
+        await store.close()
+
+
+def test_a_torn_journal_write_costs_no_later_line(tmp_path: Path) -> None:
+    """After a write the full disk tore, the next append starts on a line of its own."""
+    with small_disk(tmp_path / "disk", "1m") as disk:
+        journal = Journal(disk / "w.duckdb")
+        journal.open()
+        journal.append(b'{"n": 1}\n')
+        filler = fill(disk)
+        os.truncate(filler, filler.stat().st_size - 4096)  # room for part of the next batch
+        with pytest.raises(OSError):
+            journal.append(b"".join(b'{"n": %d, "pad": "%s"}\n' % (n, b"x" * 200)
+                                    for n in range(2, 100)))  # fmt: skip
+        filler.unlink()
+        journal.append(b'{"n": 100}\n')
+        journal.close()
+        lines = journal.path.read_bytes().splitlines()
+        assert [orjson.loads(line)["n"] for line in lines] == [1, 100]
+
+
+async def test_torn_lines_left_by_a_crash_are_counted_and_kept(tmp_path: Path) -> None:
+    """A line torn by a crash is skipped at the next start, counted, kept, and costs no other."""
+    db = tmp_path / "w.duckdb"
+    first = Store(db)
+    await first.open()
+    whale = make_signal(txid(), 300)
+    await first.close()
+    line = orjson.dumps({"seq": 1, "chain_id": whale.chain_id})[:-7]  # torn mid-value
+    good = Store(db)
+    await good.open()
+    await good.save([whale])
+    good._journal.close()  # a crash: nothing loaded, nothing closed  # noqa: SLF001
+    good._con.close()  # noqa: SLF001
+    with good._journal.path.open("ab") as handle:  # noqa: SLF001
+        handle.write(line)
+    metrics = Metrics(CollectorRegistry(), process=False)
+    again = Store(db, metrics)
+    await again.open()
+    try:
+        assert [s.txid for s in await again.whales(WhaleQuery())] == [whale.txid]
+        assert counter(metrics, "whale_journal_skipped_lines_total") == 1
+        assert again.rejected_path.read_bytes().strip() == line
+    finally:
+        await again.close()
+
+
+async def test_a_full_disk_keeps_rows_in_memory_and_writes_them_later(tmp_path: Path) -> None:
+    """While the disk is full, saves succeed into the backlog and reads answer; then all land."""
+    with small_disk(tmp_path / "disk", "4m") as disk:
+        metrics = Metrics(CollectorRegistry(), process=False)
+        store = Store(disk / "w.duckdb", metrics)
+        await store.open()
+        try:
+            before = make_signal(txid(), 200)
+            await store.save([before])
+            assert await store.sync()
+            filler = fill(disk)
+            during = [make_signal(txid(), 200 + n) for n in range(20)]
+            for signal in during:
+                await store.save([signal])
+            assert store.problem is not None and "No space left" in store.problem
+            assert counter(metrics, "whale_store_healthy") == 0
+            assert store.backlog == len(during)
+            # Reads still answer from what is loaded.
+            assert [s.txid for s in await store.whales(WhaleQuery())] == [before.txid]
+            filler.unlink()
+            assert await store.flush(force=True)
+            assert await store.sync(force=True)
+            stored = {s.txid for s in await store.whales(WhaleQuery(limit=100))}
+            assert stored == {before.txid} | {s.txid for s in during}
+            assert store.problem is None and counter(metrics, "whale_store_healthy") == 1
+            assert counter(metrics, "whale_store_backlog_rows") == 0
+        finally:
+            await store.close()
+
+
+async def test_a_read_of_a_closed_store_is_unavailable_not_a_crash(tmp_path: Path) -> None:
+    """A read the database cannot answer raises StoreUnavailable (the API's 503), nothing else."""
+    store = Store(tmp_path / "w.duckdb")
+    with pytest.raises(StoreUnavailable):
+        await store.whales(WhaleQuery())
+    await store.close()
