@@ -69,26 +69,22 @@ def test_a_torn_journal_write_costs_no_later_line(tmp_path: Path) -> None:
 
 async def test_torn_lines_left_by_a_crash_are_counted_and_kept(tmp_path: Path) -> None:
     """A line torn by a crash is skipped at the next start, counted, kept, and costs no other."""
-    db = tmp_path / "w.duckdb"
-    first = Store(db)
-    await first.open()
     whale = make_signal(txid(), 300)
-    await first.close()
-    line = orjson.dumps({"seq": 1, "chain_id": whale.chain_id})[:-7]  # torn mid-value
-    good = Store(db)
-    await good.open()
-    await good.save([whale])
-    good._journal.close()  # a crash: nothing loaded, nothing closed  # noqa: SLF001
-    good._con.close()  # noqa: SLF001
-    with good._journal.path.open("ab") as handle:  # noqa: SLF001
-        handle.write(line)
+    writer = Store(tmp_path / "a.duckdb")
+    await writer.open()
+    await writer.save([whale])
+    good_line = writer._journal.path.read_bytes()  # what the journal holds
+    await writer.close()
+    torn = orjson.dumps({"seq": 1, "chain_id": txid()})[:-7]
+    db = tmp_path / "b.duckdb"
+    db.with_name(db.name + ".journal").write_bytes(good_line + torn)  # the crash's leftover
     metrics = Metrics(CollectorRegistry(), process=False)
     again = Store(db, metrics)
     await again.open()
     try:
         assert [s.txid for s in await again.whales(WhaleQuery())] == [whale.txid]
         assert counter(metrics, "whale_journal_skipped_lines_total") == 1
-        assert again.rejected_path.read_bytes().strip() == line
+        assert again.rejected_path.read_bytes().strip() == torn
     finally:
         await again.close()
 
