@@ -26,6 +26,8 @@ from exporter.errors import ConfigError
 from exporter.metrics import Metrics
 from exporter.notify.notifier import Notifier
 from exporter.pipeline import Pipeline
+from exporter.shell.budget import Budget
+from exporter.shell.esplora import Esplora
 from exporter.shell.http import ApiState, build_app
 from exporter.shell.instrument import ObservedTransport, watch_loop_lag
 from exporter.shell.rest import MempoolRest
@@ -104,17 +106,23 @@ async def run(
         transport=ObservedTransport.http(
             metrics.observe_rest, max_connections=settings.rest_concurrency
         ),
+        budget=Budget(settings.rest_rate),
     )
+    esplora = None if settings.esplora_url is None else Esplora(settings.esplora_url)
     try:
         sock = bind(settings)
         notifier = Notifier(settings, metrics, store)
         await notifier.start()
-        pipeline = Pipeline(settings, metrics, store, rest, book, notifier=notifier)
+        pipeline = Pipeline(
+            settings, metrics, store, rest, book, notifier=notifier, esplora=esplora
+        )
         await pipeline.restore()
         await _serve(settings, metrics, registry, store, pipeline, notifier, sock, stop,
                      on_ready, backoff, handle_signals)  # fmt: skip
     finally:
         await rest.aclose()
+        if esplora is not None:
+            await esplora.aclose()
         await store.close()
         if sock is not None:
             sock.close()
@@ -152,6 +160,8 @@ async def _serve(
         or backoff_schedule(settings.reconnect_min_delay, settings.reconnect_max_delay),
     )
 
+    pipeline.stream_up = lambda: stream.connected
+
     def since_frame() -> float | None:
         last = stream.last_frame_at
         return None if last is None else time.monotonic() - last
@@ -184,6 +194,7 @@ async def _serve(
             background = [
                 group.create_task(stream.run()),
                 group.create_task(pipeline.resync_loop()),
+                group.create_task(pipeline.audit.loop()),
                 group.create_task(every(tick, pipeline.tick, first=tick)),
                 group.create_task(every(REFRESH_SECONDS, pipeline.refresh_from_rest)),
                 group.create_task(every(RETENTION_SECONDS, pipeline.retention)),
@@ -204,6 +215,7 @@ async def _serve(
                 async with asyncio.timeout(SHUTDOWN_DEADLINE):
                     await pipeline.queue.join()
                     consumer.cancel()
+                    await pipeline.prevouts.aclose()
                     await pipeline.flush()
                     await notifier.close(timeout=1.5)
             except TimeoutError:

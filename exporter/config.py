@@ -58,6 +58,24 @@ class Settings(BaseSettings):
     )
     backfill: bool = Field(True, description="Recover missed whales after start, reconnect, gap")
     rest_concurrency: int = Field(4, ge=1, le=32, description="Parallel REST requests at most")
+    rest_rate: float = Field(
+        10.0, gt=0, le=1_000, description="REST requests per second at most (429 pauses them)"
+    )
+    resync_fetch_limit: int = Field(
+        2_000,
+        ge=0,
+        description="Unknown transactions fetched one by one after a gap, at most (the rest "
+        "are counted and left to the block audit)",
+    )
+    resync_min_interval: float = Field(
+        30.0, ge=0, description="Seconds between two downloads of the mempool txid list, at least"
+    )
+    esplora_url: str | None = Field(
+        None,
+        description="REST base of the instance's electrs (mempool/electrs), for bulk start-up "
+        "and gap recovery through its /internal routes",
+    )
+    audit: bool = Field(True, description="Audit every new block for whales never seen")
     rest_timeout: float = Field(10.0, gt=0, description="REST request timeout (s)")
     price_refresh: float = Field(60.0, ge=5, description="Seconds between price refreshes")
     max_pending_days: float = Field(
@@ -87,9 +105,11 @@ class Settings(BaseSettings):
         None, description="Bearer token required on POST /alertmanager"
     )
 
-    @field_validator("mempool_url")
+    @field_validator("mempool_url", "esplora_url")
     @classmethod
-    def _check_url(cls, value: str) -> str:
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         parts = urlsplit(value.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL")

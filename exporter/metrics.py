@@ -44,6 +44,7 @@ DECODE_KINDS = ("frame", "message", "transaction")
 FEE_TARGETS = ("fastest", "half_hour", "hour", "economy", "minimum")
 WINDOWS = ("1h", "24h", "7d")
 CONFIRMED_SEEN = ("mempool", "block")
+EXAMINE_SOURCES = ("rest", "esplora")
 SUPPRESS_REASONS = ("dedup", "rate_limit", "filter")
 PREDICTION_RESULTS = ("hit", "miss")
 # Whale values in multiples of the threshold, so the buckets fit any --threshold-btc.
@@ -176,6 +177,33 @@ class Metrics:
         self.backfill_last_success = Gauge(
             f"{p}_backfill_last_success_timestamp_seconds",
             "Unix time of the last successful backfill sweep.",
+            registry=r,
+        )
+        self.known = Gauge(
+            f"{p}_known_mempool_transactions",
+            "Txids the exporter knows to be in the mempool (the resync's diff base).",
+            registry=r,
+        )
+        self.resync_examined = Counter(
+            f"{p}_resync_examined_transactions",
+            "Transactions fetched and examined by a resync or start-up sweep, by source.",
+            ["source"],
+            registry=r,
+        )
+        self.resync_skipped = Counter(
+            f"{p}_resync_skipped_transactions",
+            "Unknown mempool transactions a resync left unexamined (REST budget spent).",
+            registry=r,
+        )
+        self.audit_blocks = Counter(
+            f"{p}_audit_blocks",
+            "Blocks audited for whales never seen, by result.",
+            ["result"],
+            registry=r,
+        )
+        self.gross_fallbacks = Counter(
+            f"{p}_gross_value_fallbacks",
+            "Whales recorded by gross value: no prevouts in the stream and REST failed.",
             registry=r,
         )
         self.store_errors = Counter(
@@ -368,6 +396,9 @@ class Metrics:
             self.decode_errors.labels(kind)
         for result in ("ok", "error"):
             self.backfill_runs.labels(result)
+            self.audit_blocks.labels(result)
+        for source in EXAMINE_SOURCES:
+            self.resync_examined.labels(source)
         for level in Urgency:
             self.urgent.labels(level.value)
         for target in FEE_TARGETS:

@@ -22,14 +22,18 @@ from exporter.core.accuracy import WINDOWS, Accuracy
 from exporter.core.addresses import AddressBook
 from exporter.core.fees import FEE_KEYS, FeePicture, parse_fees, parse_mempool_blocks, score
 from exporter.core.frames import Frame, MempoolDelta, SequenceWatch, decode_frame
+from exporter.core.known import KnownTxids
 from exporter.core.models import SATS_PER_BTC, Detection, Event, EventKind, Flow, Scoring
 from exporter.core.recall import Recall
 from exporter.core.tracker import Step, Tracker
-from exporter.errors import DecodeError, ExporterError, NotFound
+from exporter.errors import DecodeError, ExporterError
 from exporter.logs import Throttled
 from exporter.metrics import Metrics
-from exporter.shell import backfill
+from exporter.shell.audit import BlockAudit
+from exporter.shell.esplora import Esplora
+from exporter.shell.prevouts import PrevoutFill
 from exporter.shell.rest import MempoolRest
+from exporter.shell.resync import Resync
 from exporter.shell.store import Store
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,7 @@ class Pipeline:
         notifier: Notifies | None = None,
         clock: Callable[[], float] = time.time,
         queue_size: int = 256,
+        esplora: Esplora | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -73,6 +78,13 @@ class Pipeline:
         self.sequence = SequenceWatch()
         self.queue: asyncio.Queue[tuple[str | bytes, float]] = asyncio.Queue(queue_size)
         self.resync = asyncio.Event()  # set when a backfill and reconciliation are due
+        self.generation = 0  # stream connections so far
+        self.stream_up: Callable[[], bool] = lambda: True  # the app wires the stream's state
+        self.known = KnownTxids()  # txids known to be in the mempool
+        self.resyncer = Resync(self, esplora)
+        self.audit = BlockAudit(self)
+        self.prevouts = PrevoutFill(self)
+        self._checking: set[str] = set()  # txids whose REST status is being asked
         self._price_at: float | None = None
 
     # --- start-up ----------------------------------------------------------------------------
@@ -99,6 +111,7 @@ class Pipeline:
 
     async def on_connected(self) -> None:
         self.sequence.reset()
+        self.generation += 1
         self.resync.set()
 
     async def consume(self) -> None:
@@ -131,6 +144,7 @@ class Pipeline:
         out = Step()
         if frame.blocks:
             out = self.tracker.on_blocks(frame.blocks)
+            self.audit.saw_blocks(frame.blocks, new=False)
         delta = frame.delta
         if delta is not None:
             verdict = self.sequence.observe(delta.sequence)
@@ -138,14 +152,21 @@ class Pipeline:
                 self.metrics.sequence_gaps.inc()
                 log.warning("mempool sequence %s at %s: resyncing", verdict, delta.sequence)
                 self.resync.set()
+        held: list[dict[str, Any]] = []
         if frame.block is not None:
             mined = delta.mined if delta is not None else []
             step = self.tracker.on_block(frame.block, mined, now, delta or MempoolDelta(None))
             out = out.merge(step)
+            self.audit.saw_blocks([frame.block], new=True)
         elif delta is not None:
-            step = self.tracker.on_delta(delta, now, self.scorer, self.floor_sats())
+            floor = self.floor_sats()
+            held = self.prevouts.hold_back(delta, floor)  # examined once fetched with prevouts
+            step = self.tracker.on_delta(delta, now, self.scorer, floor)
             out = out.merge(step)
+        if delta is not None:
+            self.known.apply(delta)
         await self.publish(out, received_at)
+        self.prevouts.start(held, received_at)
 
     def scorer(self, detection: Detection) -> Scoring:
         return score(detection, self.picture, self.clock(), max_age=FEE_MAX_AGE)
@@ -192,9 +213,10 @@ class Pipeline:
             m.transactions.labels(signal.flow.value).inc(exemplar=exemplar)
             m.volume.labels(signal.flow.value).inc(signal.value_btc)
             m.value.observe(signal.value_btc, exemplar=exemplar)
-            m.urgency.observe(signal.urgency_score)
+            if signal.seen_in_mempool:  # a whale found in a block was never scored
+                m.urgency.observe(signal.urgency_score)
+                m.urgent.labels(signal.urgency_level.value).inc()
             m.fee_rate.observe(signal.effective_fee_rate)
-            m.urgent.labels(signal.urgency_level.value).inc()
             log.info(
                 "whale %s %.2f BTC %s%s fee %.1f sat/vB urgency %s",
                 signal.txid,
@@ -318,63 +340,29 @@ class Pipeline:
                     step = self.tracker.on_status(txid, status, self.clock())
                 await self.publish(step)
 
-        txids = list(txids)
-        await asyncio.gather(*(one(txid) for txid in txids))
+        txids = [txid for txid in dict.fromkeys(txids) if txid not in self._checking]
+        self._checking.update(txids)  # a reconcile under way is not started again by a tick
+        try:
+            await asyncio.gather(*(one(txid) for txid in txids))
+        finally:
+            self._checking.difference_update(txids)
         return len(txids)
 
     async def tick(self) -> None:
-        """Periodic work: due status checks, sliding windows."""
+        """Periodic work: due status checks, failed fetches and audits again, sliding windows."""
         await self.check_statuses(self.tracker.due_checks(self.clock()))
+        await self.resyncer.retry_failed()
+        await self.audit.retry()
+        self.metrics.known.set(len(self.known))
         self._refresh_gauges(self.clock())
 
-    # --- backfill ------------------------------------------------------------------------------
-
-    async def backfill(self) -> int:
-        """Sweep the projected blocks for whales we have not seen; returns how many were new."""
-        floor = self.floor_sats()
-        try:
-            async with asyncio.timeout(60):
-                txids = await backfill.projected_candidates(
-                    self.settings.ws_url,
-                    floor,
-                    max_frame_bytes=self.settings.max_frame_mb * 2**20,
-                )
-            fresh = [txid for txid in dict.fromkeys(txids) if not self.tracker.is_known(txid)]
-            txs = await asyncio.gather(*(self._fetch(txid) for txid in fresh))
-        except Exception as exc:  # any failure of a best-effort sweep is logged and counted
-            self.metrics.backfill_runs.labels("error").inc()
-            log.warning("backfill failed: %s", exc or type(exc).__name__)
-            return 0
-        delta = MempoolDelta(None, added=[tx for tx in txs if tx is not None])
-        out = self.tracker.on_delta(delta, self.clock(), self.scorer, floor, backfilled=True)
-        out.seen = 0  # not stream traffic
-        await self.publish(out)
-        found = sum(1 for event in out.events if event.kind is EventKind.DETECTED)
-        self.metrics.backfill_runs.labels("ok").inc()
-        self.metrics.backfill_recovered.inc(found)
-        self.metrics.backfill_last_success.set(self.clock())
-        log.info("backfill: %d candidates, %d new whales", len(fresh), found)
-        return found
-
-    async def _fetch(self, txid: str) -> dict[str, Any] | None:
-        try:
-            tx = await self.rest.tx(txid)
-        except NotFound:
-            return None  # left the mempool between the list and the fetch
-        status = tx.get("status")
-        if isinstance(status, dict) and status.get("confirmed"):
-            return None
-        return tx
+    async def reconcile(self) -> None:
+        """Ask REST about every pending whale (after a restart, an outage or a gap)."""
+        await self.check_statuses(self.tracker.reconcile_all())
 
     async def resync_loop(self) -> None:
-        """After every (re)connect or sequence gap: backfill, then reconcile pending whales."""
-        while True:
-            await self.resync.wait()
-            self.resync.clear()
-            await self.refresh_from_rest()
-            if self.settings.backfill:
-                await self.backfill()
-            await self.check_statuses(self.tracker.reconcile_all())
+        """After every (re)connect or sequence gap: see `shell/resync.py`."""
+        await self.resyncer.loop()
 
     async def retention(self) -> int:
         cutoff = self.clock() - self.settings.retention_days * 86_400

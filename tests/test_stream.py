@@ -135,3 +135,40 @@ def test_backoff_grows_with_jitter_and_a_floor() -> None:
     assert [high(n) for n in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
     assert [low(n) for n in range(3)] == [1.0, 1.0, 2.0]
     assert backoff_schedule(5.0, 60.0, rand=lambda: 0.0)(0) == 5.0
+
+
+async def test_flapping_server_does_not_reset_the_backoff() -> None:
+    """A server that closes each connection at once is retried ever more slowly; a connection
+    that stayed up long enough restarts the schedule."""
+    connections = 0
+
+    async def handler(ws: ServerConnection) -> None:
+        nonlocal connections
+        connections += 1
+        if connections == 4:  # one healthy connection among the flaps
+            await asyncio.sleep(0.3)
+        await ws.close()
+
+    async with scripted(handler) as url:
+        attempts: list[int] = []
+
+        def backoff(attempt: int) -> float:
+            attempts.append(attempt)
+            return 0.01
+
+        async def on_frame(raw: str | bytes, at: float) -> None:
+            pass
+
+        client = StreamClient(
+            StreamOptions(url.replace("http", "ws"), healthy_after=0.25, stale_after=5),
+            on_frame,
+            backoff=backoff,
+        )
+        task = asyncio.create_task(client.run())
+        try:
+            await wait_for(lambda: len(attempts) >= 6)
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert attempts[:6] == [0, 1, 2, 0, 1, 2]

@@ -133,6 +133,7 @@ def detect(tx: Any, book: AddressBook, gross: int | None = None) -> Detection:
             for i in vin
             if isinstance(i.get("txid"), str) and isinstance(i.get("vout"), int)
         ),
+        value_is_gross=not have_prevouts,
     )
 
 

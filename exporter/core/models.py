@@ -53,6 +53,7 @@ class Detection:
     first_seen: float | None
     position_block: int | None
     outpoints: tuple[tuple[str, int], ...]
+    value_is_gross: bool = False  # no prevouts: change could not be told apart
 
     @property
     def value_btc(self) -> float:
@@ -159,6 +160,7 @@ class Signal:
         self.effective_fee_rate = detection.effective_fee_rate
         self.bip125 = detection.bip125
         self.outpoints = detection.outpoints
+        self.value_is_gross = detection.value_is_gross
         self.urgency_score = scoring.urgency_score
         self.urgency_level = scoring.urgency_level
         self.urgency_fallback = scoring.urgency_fallback

@@ -1,15 +1,14 @@
-"""Backfill: find whales that entered the mempool while we were not listening.
+"""The projected-block sweep: gross values of the top of the mempool, over WebSocket.
 
-`track-mempool` sends no snapshot, so after a start, a reconnect or a sequence gap we sweep
-the projected blocks: on a short-lived second connection, subscribe to each projected block in
-turn (`track-mempool-block` N; one index per connection, so each subscription replaces the
-last) and keep the transactions whose gross value reaches the floor. Gross value is an upper
-bound of the whale value, so no whale in the lists is missed; each candidate is then fetched
-in full over REST and goes through normal detection.
+`track-mempool` sends no snapshot, so after a start, a reconnect or a sequence gap the resync
+(`shell/resync.py`) sweeps the projected blocks: on a short-lived second connection, subscribe
+to each projected block in turn (`track-mempool-block` N; one index per connection, so each
+subscription replaces the last) and keep every entry's gross value. Gross value is an upper
+bound of the whale value: an entry below the floor is no whale, one above it is a candidate
+fetched in full, and the largest go first.
 
-Limit: the lists cover the top ~8 MvB of the mempool by fee rate. A whale paying less than
-everything in them is not found by a sweep; it is found by a later sweep once it rises into
-the lists, or confirms unseen.
+Limit: the lists cover the top ~8 MvB of the mempool by fee rate. Deeper transactions are
+found by the txid-list diff, the esplora source, or the block audit when they confirm.
 """
 
 from __future__ import annotations
@@ -26,34 +25,33 @@ log = logging.getLogger(__name__)
 MAX_BLOCKS = 8
 
 
-async def projected_candidates(ws_url: str, floor_sats: int, *, max_frame_bytes: int) -> list[str]:
-    """Txids in the projected blocks whose outputs sum to at least `floor_sats`.
+async def projected_entries(ws_url: str, *, max_frame_bytes: int) -> dict[str, int]:
+    """Every txid in the projected blocks' lists with its gross value (sum of all outputs).
 
     The caller bounds it with `asyncio.timeout`: a server may never answer an index.
     """
     async with connect(ws_url, max_size=max_frame_bytes, ping_interval=None, close_timeout=2) as ws:
         await ws.send(encode({"action": "want", "data": ["mempool-blocks"]}))
         count = min(await _block_count(ws), MAX_BLOCKS)
-        found: list[str] = []
+        found: dict[str, int] = {}
         for index in range(count):
             await ws.send(encode({"track-mempool-block": index}))
-            found.extend(whales_in(await _block_list(ws, index), floor_sats))
+            found.update(gross_values(await _block_list(ws, index)))
         await ws.send(encode({"track-mempool-block": -1}))
     return found
 
 
-def whales_in(entries: Iterable[object], floor_sats: int) -> list[str]:
+def gross_values(entries: Iterable[object]) -> dict[str, int]:
     """Entries are [txid, fee, vsize, value, rate, flags, time]; value is the gross output."""
-    found = []
+    found = {}
     for entry in entries:
         if (
             isinstance(entry, list)
             and len(entry) >= 4
             and isinstance(entry[0], str)
             and isinstance(entry[3], int | float)
-            and entry[3] >= floor_sats
         ):
-            found.append(entry[0])
+            found[entry[0]] = int(entry[3])
     return found
 
 

@@ -22,11 +22,14 @@ from tenacity import (
 )
 
 from exporter import __version__
+from exporter.core.known import TxidScanner
 from exporter.core.models import TxStatus
 from exporter.errors import NotFound, RateLimited, UpstreamError, is_transient
+from exporter.shell.budget import Budget
 
 log = logging.getLogger(__name__)
 MAX_RETRY_AFTER = 60.0
+DEFAULT_PAUSE = 5.0  # after a 429 without Retry-After
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -38,7 +41,13 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 class MempoolRest:
-    """GET requests against `<mempool-url>/api`, at most `concurrency` at once."""
+    """GET requests against `<mempool-url>/api`, at most `concurrency` at once.
+
+    The esplora routes (`tx/...`, `blocks/tip/height`, `mempool/txids`, `block/...`) live
+    under `/api/` on the public site and behind mempool's nginx, but only under `/api/v1/` on a
+    bare backend: on a 404 the other prefix is tried once, and the first prefix that answers
+    is kept. Every request spends one token of the `budget`; a 429 pauses the budget.
+    """
 
     def __init__(
         self,
@@ -49,6 +58,7 @@ class MempoolRest:
         attempts: int = 4,
         backoff: Callable[[RetryCallState], float] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
@@ -61,6 +71,9 @@ class MempoolRest:
         self._slots = asyncio.Semaphore(concurrency)
         self._attempts = attempts
         self._backoff = backoff or wait_exponential_jitter(multiplier=0.5, max=30)
+        self.budget = budget
+        self.esplora_prefix = ""  # "" (public site, nginx) or "v1/" (a bare backend)
+        self._prefix_settled = False
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -72,7 +85,26 @@ class MempoolRest:
         return self._backoff(state)
 
     async def get(self, path: str) -> httpx.Response:
-        """GET with retries of transient failures; raises NotFound, RateLimited, UpstreamError."""
+        """GET with retries of transient failures; raises NotFound, RateLimited, UpstreamError.
+
+        `path` is relative to `/api/`; an esplora route may be served from `/api/v1/`.
+        """
+        if path.startswith("v1/"):
+            return await self._retrying(path)
+        first = self.esplora_prefix
+        try:
+            response = await self._retrying(first + path)
+        except NotFound:
+            if self._prefix_settled:
+                raise
+            other = "" if first else "v1/"
+            response = await self._retrying(other + path)  # a second 404 is a real one
+            self.esplora_prefix = other
+            log.info("REST: esplora routes answer under /api/%s", other)
+        self._prefix_settled = True
+        return response
+
+    async def _retrying(self, path: str) -> httpx.Response:
         retrying = AsyncRetrying(
             retry=retry_if_exception(is_transient),
             wait=self._wait,
@@ -85,6 +117,8 @@ class MempoolRest:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _get_once(self, path: str) -> httpx.Response:
+        if self.budget is not None:
+            await self.budget.acquire()
         async with self._slots:
             try:
                 response = await self._client.get(path.lstrip("/"))
@@ -92,15 +126,59 @@ class MempoolRest:
                 raise UpstreamError(f"GET {path}: timed out") from exc
             except httpx.HTTPError as exc:
                 raise UpstreamError(f"GET {path}: {type(exc).__name__}") from exc
-        if response.status_code == 404:
-            raise NotFound(f"GET {path}: 404", status=404)
-        if response.status_code == 429:
-            raise RateLimited(f"GET {path}: 429", retry_after=_retry_after(response))
-        if response.status_code >= 400:
-            raise UpstreamError(
-                f"GET {path}: HTTP {response.status_code}", status=response.status_code
-            )
+        self._check(path, response)
         return response
+
+    def _check(self, path: str, response: httpx.Response) -> None:
+        status = response.status_code
+        if status == 404:
+            raise NotFound(f"GET {path}: 404", status=404)
+        if status == 429:
+            retry_after = _retry_after(response)
+            if self.budget is not None:
+                self.budget.pause(retry_after if retry_after is not None else DEFAULT_PAUSE)
+            raise RateLimited(f"GET {path}: 429", retry_after=retry_after)
+        if status >= 400:
+            raise UpstreamError(f"GET {path}: HTTP {status}", status=status)
+
+    async def mempool_txids(self, consume: Callable[[list[str]], None]) -> None:
+        """Stream `mempool/txids` (about 47 MB at 700k txs) to `consume`, a few at a time.
+
+        The body is never held whole. No retries (the resync tries again later), but a 404
+        tries the other prefix once, like `get`.
+        """
+        for attempt in range(2):
+            try:
+                await self._stream(self.esplora_prefix + "mempool/txids", consume)
+            except NotFound:
+                if self._prefix_settled or attempt:
+                    raise
+                self.esplora_prefix = "" if self.esplora_prefix else "v1/"
+                continue
+            self._prefix_settled = True
+            return
+
+    async def _stream(self, path: str, consume: Callable[[list[str]], None]) -> None:
+        if self.budget is not None:
+            await self.budget.acquire()
+        scanner = TxidScanner()
+        async with self._slots:
+            try:
+                async with self._client.stream("GET", path) as response:
+                    self._check(path, response)
+                    async for chunk in response.aiter_bytes(2**16):
+                        consume(scanner.feed(chunk))
+            except httpx.TimeoutException as exc:
+                raise UpstreamError(f"GET {path}: timed out") from exc
+            except httpx.HTTPError as exc:
+                raise UpstreamError(f"GET {path}: {type(exc).__name__}") from exc
+
+    async def block_summary(self, block_hash: str) -> list[dict[str, Any]]:
+        """`/api/v1/block/:hash/summary`: every tx of a block as {txid, fee, vsize, value, ...}."""
+        data = await self.json(f"v1/block/{block_hash}/summary")
+        if not isinstance(data, list):
+            raise UpstreamError(f"GET v1/block/{block_hash}/summary: not a list")
+        return [entry for entry in data if isinstance(entry, dict)]
 
     async def json(self, path: str) -> Any:
         response = await self.get(path)

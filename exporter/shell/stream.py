@@ -36,6 +36,7 @@ class StreamOptions:
     stale_after: float = 90.0
     max_frame_bytes: int = 256 * 2**20  # frames after a resync can carry the whole mempool
     open_timeout: float = 15.0
+    healthy_after: float = 30.0  # a connection this old resets the backoff when it ends
 
 
 def backoff_schedule(
@@ -73,10 +74,15 @@ class StreamClient:
         self.connected = False
 
     async def run(self) -> None:
-        """Connect and read until cancelled; reconnect after any failure."""
+        """Connect and read until cancelled; reconnect after any failure.
+
+        The backoff restarts only after a connection stayed up `healthy_after` seconds: a
+        server that accepts and closes at once is retried ever more slowly, not at once.
+        """
         failures = 0
         self._on_state("connecting")
         while True:
+            opened_at: float | None = None
             try:
                 async with connect(
                     self.options.url,
@@ -87,7 +93,7 @@ class StreamClient:
                     close_timeout=2,
                     user_agent_header="mempool-whale-exporter",
                 ) as ws:
-                    failures = 0
+                    opened_at = self._clock()
                     await self._session(ws)
             except asyncio.CancelledError:
                 raise
@@ -95,6 +101,8 @@ class StreamClient:
                 reason = _describe(exc)
             finally:
                 self.connected = False
+            if opened_at is not None and self._clock() - opened_at >= self.options.healthy_after:
+                failures = 0
             failures += 1
             state = "failed" if failures >= FAILED_AFTER else "reconnecting"
             delay = self._backoff(failures - 1)
