@@ -197,7 +197,16 @@ def load(cli: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Se
         raise ConfigError("\n".join(_describe(e) for e in exc.errors())) from None
     problems = []
     if settings.reconnect_max_delay < settings.reconnect_min_delay:
-        problems.append(f"{flag('reconnect_max_delay')}: must be >= --reconnect-min-delay")
+        problems.append(
+            f"{flag('reconnect_max_delay')} / {env_name('reconnect_max_delay')}: "
+            f"must be >= {flag('reconnect_min_delay')} ({settings.reconnect_min_delay:g})"
+        )
+    if settings.ping_interval >= settings.stale_after:
+        problems.append(
+            f"{flag('ping_interval')} / {env_name('ping_interval')}: must be below "
+            f"{flag('stale_after')} ({settings.stale_after:g}), or no ping comes before the "
+            "stream is declared stale"
+        )
     for name in ("exchange_addresses", "apprise_config", "alert_rules"):
         path = getattr(settings, name)
         if path is not None and not path.is_file():
