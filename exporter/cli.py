@@ -10,8 +10,8 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
 from pathlib import Path
+from typing import Any, NoReturn
 
 from exporter import __version__, logs
 from exporter.config import Settings, add_arguments, load, load_address_book
