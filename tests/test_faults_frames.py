@@ -61,27 +61,15 @@ async def test_absurd_numbers_never_reach_the_store(start_exporter: StartExporte
     whales = [make_tx([("bc1qsomeone", (300 + n) * BTC)]) for n in range(3)]
     projected = [{"blockSize": 1e30, "blockVSize": 1e30, "nTx": 5, "totalFees": 1,
                   "medianFee": 5, "feeRange": [1, 5, 9]}]  # fmt: skip
+    impossible_tip = {**TIP, "id": "11" * 32, "height": 2**64 - 1}
+    absurd_fees = {"fastestFee": 1e300, "halfHourFee": 2, "hourFee": 2, "economyFee": 1,
+                   "minimumFee": 1}  # fmt: skip
     frames = [
         orjson.dumps({"blocks": [TIP]}),
-        orjson.dumps(
-            {
-                "block": {**TIP, "id": "11" * 32, "height": 2**64 - 1},
-                "mempool-transactions": {"sequence": 1, "mined": []},
-            }
-        ),  # fmt: skip
+        orjson.dumps({"block": impossible_tip, "mempool-transactions": {"sequence": 1}}),
         orjson.dumps({"mempool-blocks": projected}),
         added(whales[0], sequence=2),
-        orjson.dumps(
-            {
-                "fees": {
-                    "fastestFee": 1e300,
-                    "halfHourFee": 2,
-                    "hourFee": 2,
-                    "economyFee": 1,
-                    "minimumFee": 1,
-                }
-            }
-        ),  # fmt: skip
+        orjson.dumps({"fees": absurd_fees}),
         added(whales[1], sequence=3),
         orjson.dumps({"mempoolInfo": {"size": 10, "bytes": -1}, "conversions": {"USD": 1e30}}),
         added(whales[2], sequence=4),
