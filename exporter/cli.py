@@ -80,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     if settings.alertmanager_token is not None:
         secrets.append(settings.alertmanager_token.get_secret_value())
+    secrets += [token.get_secret_value() for token in settings.api_tokens]
     logs.configure(settings.log_level, settings.log_format, secrets)
     try:
         asyncio.run(demo(settings, book) if command == "demo" else _run(settings, book))
