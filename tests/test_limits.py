@@ -24,9 +24,7 @@ async def test_flood_past_the_limit_gets_429_never_5xx(
     sim: SimulatedMempool, start_exporter: StartExporter
 ) -> None:
     """A burst well past the limit gets 429 with Retry-After; another token is unaffected."""
-    exporter = await start_exporter(
-        sim.url, api_tokens=TOKENS, api_rate_limit=1, api_rate_burst=5
-    )
+    exporter = await start_exporter(sim.url, api_tokens=TOKENS, api_rate_limit=1, api_rate_burst=5)
     limits = httpx.Limits(max_connections=20)
     async with httpx.AsyncClient(base_url=exporter.base, limits=limits, timeout=30) as flood:
         answers = await asyncio.gather(
@@ -82,7 +80,9 @@ async def test_bodies_over_one_mebibyte_get_413(
 
     streamed = await exporter.http.post("/alertmanager", content=chunks())
     assert streamed.status_code == 413
-    assert await exporter.scraped("whale_http_rejected_requests_total", reason="body_too_large") == 2
+    assert (
+        await exporter.scraped("whale_http_rejected_requests_total", reason="body_too_large") == 2
+    )
 
 
 async def open_idle(exporter: Exporter, count: int) -> list[asyncio.StreamWriter]:
