@@ -336,7 +336,11 @@ class Store:
         return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(con, *args)` on the writer thread, inside one transaction."""
+        """Run `fn(con, *args)` on the writer thread, inside one transaction.
+
+        Raises StoreUnavailable when the disk or DuckDB refuses; `problem` says why, and the
+        store logs it once per change of state, so callers need not log it again.
+        """
 
         def _run() -> T:
             con = self._connection()
@@ -349,7 +353,13 @@ class Store:
             con.execute("COMMIT")
             return result
 
-        return await self._on_writer(_run)
+        try:
+            result = await self._on_writer(_run)
+        except STORE_ERRORS as exc:
+            self.health.failed("database", exc, len(self._backlog))
+            raise StoreUnavailable(f"store cannot write: {exc}") from None
+        self.health.succeeded("database")
+        return result
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(cursor, *args)` on a reader thread with a cursor of its own.

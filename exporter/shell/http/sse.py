@@ -26,6 +26,7 @@ import orjson
 
 from exporter.config import Settings
 from exporter.core.models import Event, EventKind
+from exporter.errors import StoreUnavailable
 from exporter.metrics import Metrics
 from exporter.shell.http.answers import whale_json
 from exporter.shell.store import Store
@@ -115,6 +116,9 @@ class Broker:
             self._pending.clear()
             try:
                 await self.flush()
+            except StoreUnavailable:  # the store logs its state once; retried
+                self._pending.set()
+                await asyncio.sleep(1.0)
             except Exception:
                 log.exception("saving %d stream events failed; retried", len(self._unsaved))
                 self._pending.set()
