@@ -53,6 +53,17 @@ def test_title_of_an_unknown_flow_has_no_entity() -> None:
     assert message.title(notice) == "🐋 1,234.5 BTC"
 
 
+def test_a_whale_found_in_a_block_says_it_was_never_seen_in_the_mempool() -> None:
+    """An audit whale's title and body say it confirmed without a mempool sighting."""
+    signal = whale(status=Status.CONFIRMED, block_height=870_000, seen_in_mempool=False)
+    notice = Notice(NoticeKind.NEW, signal)
+    assert message.title(notice) == (
+        "🐋 Confirmed without a mempool sighting: 1,234.5 BTC → Binance (inflow)"
+    )
+    assert "never seen in the mempool" in message.body(notice, link)
+    assert "870,000" in message.body(notice, link)
+
+
 def test_follow_up_title_says_what_happened() -> None:
     """A confirmation follow-up is labelled as such."""
     notice = Notice(NoticeKind.CONFIRMED, whale(status=Status.CONFIRMED, block_height=870_000))

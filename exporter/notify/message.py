@@ -73,6 +73,8 @@ def headline(signal: Signal, *, markdown: bool = False) -> str:
 def title(notice: Notice) -> str:
     """The notification title: `🐋 1,234.5 BTC → Binance (inflow)` for a new whale."""
     emoji = EMOJI[notice.kind]
+    if notice.kind is NoticeKind.NEW and not notice.signal.seen_in_mempool:
+        return f"{emoji} Confirmed without a mempool sighting: {headline(notice.signal)}"
     if notice.kind is NoticeKind.NEW:
         return f"{emoji} {headline(notice.signal)}"
     return f"{emoji} {LABEL[notice.kind]}: {headline(notice.signal)}"
@@ -88,6 +90,11 @@ def body(notice: Notice, link: Link) -> str:
         lines.append(f"- **First seen as:** `{signal.chain_id}`")
     if signal.backfilled:
         lines.append("- Found by backfill (in the mempool before the stream saw it)")
+    if not signal.seen_in_mempool:
+        block = f"block {signal.block_height:,}" if signal.block_height is not None else "a block"
+        lines.append(f"- Found by the block audit in {block}: never seen in the mempool")
+    if signal.value_is_gross:
+        lines.append("- Value counted gross: the instance sent no prevouts, change may be included")
     return "\n".join(lines) + f"\n\n[View transaction]({link(signal.txid)})"
 
 

@@ -62,14 +62,14 @@ class BlockAudit:
         mined since the last one seen, or another hash at a known height (a reorg)."""
         if not self.p.settings.audit:
             return
+        top, heights = self._top, set(self._seen.values())  # as before this message
         for block in blocks:
             height, block_hash, at = block.get("height"), block.get("id"), block.get("timestamp")
             if not isinstance(height, int) or not isinstance(block_hash, str):
                 continue
             if block.get("stale") or block_hash in self._seen:
                 continue
-            heights = set(self._seen.values())
-            audit = new or (self._top is not None and (height > self._top or height in heights))
+            audit = new or (top is not None and (height > top or height in heights))
             self._seen[block_hash] = height
             while len(self._seen) > REMEMBER:
                 self._seen.popitem(last=False)

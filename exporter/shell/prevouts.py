@@ -79,6 +79,8 @@ class PrevoutFill:
             full = None
         if full is not None and (lacks_prevouts(full) or full.get("txid") != tx["txid"]):
             full = None
+        if full is not None:  # the frame's mempool extras (fee rates, position), REST's inputs
+            full = {**tx, "vin": full["vin"], "status": full.get("status")}
         await self._examine(tx, full, received_at)
 
     async def _examine(

@@ -114,7 +114,8 @@ class Resync:
         if not self.seeded and self.esplora is not None:
             self._list_at = self.clock()
             found += await self._esplora_seed(errors)
-            candidates = []  # every transaction was examined
+            if self.seeded:
+                candidates = []  # every transaction was examined
         elif self._list_is_due():
             try:
                 unknown = await self._read_list(projected)
@@ -153,8 +154,11 @@ class Resync:
         now, interval = self.clock(), self.p.settings.resync_min_interval
         if self._list_at is None or now - self._list_at >= interval:
             self._list_at = now
+            if self._later is not None:
+                self._later.cancel()
+                self._later = None
             return True
-        if self._later is None or self._later.cancelled():  # read it once the interval is over
+        if self._later is None:  # read it once the interval is over
             wait = self._list_at + interval - now
             self._later = asyncio.get_running_loop().call_later(wait, self.p.resync.set)
         return False
