@@ -8,27 +8,30 @@ queue, flushes the store, stops the notifier and closes HTTP, within a deadline.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import uvicorn
 from prometheus_client import CollectorRegistry
 
 from exporter.config import Settings, env_name, flag
 from exporter.core.addresses import AddressBook
+from exporter.core.models import Event
 from exporter.errors import ConfigError
 from exporter.metrics import Metrics
 from exporter.notify.notifier import Notifier
-from exporter.pipeline import Pipeline
+from exporter.pipeline import Notifies, Pipeline
 from exporter.shell.budget import Budget
 from exporter.shell.esplora import Esplora
-from exporter.shell.http import ApiState, build_app
+from exporter.shell.http import ApiState, relay_served, webconfig
+from exporter.shell.http.auth import Tokens
+from exporter.shell.http.middleware import Access
+from exporter.shell.http.server import WebServer
+from exporter.shell.http.sse import Broker
 from exporter.shell.instrument import ObservedTransport, watch_loop_lag
 from exporter.shell.rest import MempoolRest
 from exporter.shell.store import Store
@@ -41,12 +44,15 @@ RETENTION_SECONDS = 86_400.0
 JOURNAL_LOAD_SECONDS = 1.0
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handlers: the app owns SIGINT and SIGTERM."""
+class _Fanout:
+    """Hands each pipeline event to the notifier and to the live stream."""
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+    def __init__(self, *targets: Notifies) -> None:
+        self.targets = targets
+
+    def submit(self, event: Event) -> None:
+        for target in self.targets:
+            target.submit(event)
 
 
 def bind(settings: Settings) -> socket.socket:
@@ -89,6 +95,7 @@ async def run(
 ) -> None:
     """Run the exporter until `stop` is set (or SIGINT/SIGTERM arrive)."""
     stop = stop or asyncio.Event()
+    web = webconfig.load(settings.web_config_file)  # a broken file stops the start (exit 2)
     registry = registry or CollectorRegistry()
     metrics = Metrics(registry, threshold_btc=settings.threshold_btc)
     store = Store(settings.db, metrics)
@@ -113,12 +120,13 @@ async def run(
         sock = bind(settings)
         notifier = Notifier(settings, metrics, store)
         await notifier.start()
-        pipeline = Pipeline(
-            settings, metrics, store, rest, book, notifier=notifier, esplora=esplora
-        )
+        broker = Broker(settings, store, metrics)
+        await broker.start()
+        fanout = _Fanout(notifier, broker)
+        pipeline = Pipeline(settings, metrics, store, rest, book, notifier=fanout, esplora=esplora)
         await pipeline.restore()
-        await _serve(settings, metrics, registry, store, pipeline, notifier, sock, stop,
-                     on_ready, backoff, handle_signals)  # fmt: skip
+        await _serve(settings, metrics, registry, store, pipeline, notifier, broker, web, sock,
+                     stop, on_ready, backoff, handle_signals)  # fmt: skip
     finally:
         await rest.aclose()
         if esplora is not None:
@@ -135,6 +143,8 @@ async def _serve(
     store: Store,
     pipeline: Pipeline,
     notifier: Notifier,
+    broker: Broker,
+    web: webconfig.WebConfig,
     sock: socket.socket,
     stop: asyncio.Event,
     on_ready: Callable[[int], None] | None,
@@ -166,33 +176,37 @@ async def _serve(
         last = stream.last_frame_at
         return None if last is None else time.monotonic() - last
 
+    tokens = [token.get_secret_value() for token in settings.api_tokens]
+    access = Access(Tokens(tokens), relay_token=settings.alertmanager_token is not None)
     state = ApiState(
         settings=settings,
         registry=registry,
+        metrics=metrics,
         store=store,
+        access=access,
+        broker=broker,
         stream_connected=lambda: stream.connected,
         seconds_since_frame=since_frame,
         accuracy=pipeline.accuracy.snapshot,
         relay=notifier.relay,
         started_at=time.time(),
     )
-    server = _Server(
-        uvicorn.Config(
-            build_app(state), log_config=None, access_log=False, lifespan="off", server_header=False
-        )
-    )
+    http = WebServer(settings, state, web, metrics)
+    _warn_if_open(settings, access)
     loop = asyncio.get_running_loop()
     if handle_signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, http.reload)
     tick = settings.check_interval
     try:
         async with asyncio.TaskGroup() as group:
-            group.create_task(server.serve(sockets=[sock]))
+            group.create_task(http.serve(sock))
             delivery = group.create_task(notifier.run())
             consumer = group.create_task(pipeline.consume())
             background = [
                 group.create_task(stream.run()),
+                group.create_task(broker.run()),
                 group.create_task(pipeline.resync_loop()),
                 group.create_task(pipeline.audit.loop()),
                 group.create_task(every(tick, pipeline.tick, first=tick)),
@@ -204,7 +218,9 @@ async def _serve(
             gc.freeze()  # start-up objects need no more collecting: shorter GC pauses
             # The socket is already listening: early requests wait in its backlog.
             port = sock.getsockname()[1]
-            log.info("serving on http://%s:%d (metrics at /metrics)", settings.host, port)
+            log.info(
+                "serving on %s://%s:%d (metrics at /metrics)", http.scheme, settings.host, port
+            )
             if on_ready is not None:
                 on_ready(port)
             await stop.wait()
@@ -217,13 +233,31 @@ async def _serve(
                     consumer.cancel()
                     await pipeline.prevouts.aclose()
                     await pipeline.flush()
+                    await broker.flush()
                     await notifier.close(timeout=1.5)
             except TimeoutError:
                 log.warning("shutdown deadline passed; cancelling what is left")
             consumer.cancel()
             delivery.cancel()
-            server.should_exit = True
+            broker.close()  # ends the live streams, so uvicorn need not wait for them
+            http.stop()
     finally:
         if handle_signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+
+
+def _warn_if_open(settings: Settings, access: Access) -> None:
+    """One line for each thing a stranger could use, said once at start."""
+    if not relay_served(settings):
+        log.warning(
+            "POST /alertmanager is off (404): %s is not a loopback address and %s / %s is not set",
+            settings.listen, flag("alertmanager_token"), env_name("alertmanager_token"),
+        )  # fmt: skip
+    if not settings.loopback and not access.tokens and not access.basic:
+        log.warning(
+            "the whale API on %s is open to anyone who can reach it: set %s / %s "
+            "or basic_auth_users in %s",
+            settings.listen, flag("api_tokens"), env_name("api_tokens"),
+            flag("web_config_file"),
+        )  # fmt: skip

@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from exporter import __version__, logs
 from exporter.config import Settings, add_arguments, load, load_address_book
@@ -22,9 +23,33 @@ DEMO_DB = Path("data/demo.duckdb")
 DEMO_LISTEN = "127.0.0.1:9743"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line naming it, not the whole usage text."""
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        # An unknown flag is named first: argparse would take its value for the command.
+        argv = sys.argv[1:] if args is None else list(args)
+        known = self._option_string_actions
+        unknown = [a.split("=")[0] for a in argv if a.startswith("--") and a != "--"]
+        if problems := [f"unknown flag {a}" for a in unknown if a not in known]:
+            self._fail(problems)
+        return super().parse_args(argv, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        unknown = message.removeprefix("unrecognized arguments: ")
+        if unknown == message:
+            self._fail([message])
+        self._fail([f"unexpected argument {arg!r}" for arg in unknown.split()])
+
+    def _fail(self, problems: list[str]) -> NoReturn:
+        hint = f"; run `{self.prog} --help` for the flags"
+        self.exit(2, "".join(f"{self.prog}: config error: {line}{hint}\n" for line in problems))
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="mempool-whale-exporter",
+        allow_abbrev=False,  # `--thresh` is a typo to report, not a flag to guess
         description="Prometheus exporter for Bitcoin mempool whales (mempool.space stream).",
     )
     p.add_argument(
@@ -55,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     if settings.alertmanager_token is not None:
         secrets.append(settings.alertmanager_token.get_secret_value())
+    secrets += [token.get_secret_value() for token in settings.api_tokens]
     logs.configure(settings.log_level, settings.log_format, secrets)
     try:
         asyncio.run(demo(settings, book) if command == "demo" else _run(settings, book))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import ipaddress
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +24,9 @@ from exporter.errors import ConfigError
 
 ENV_PREFIX = "WHALE_"
 DEFAULT_PORT = 9743
+MIN_TOKEN_LENGTH = 16
+REPEATABLE = {"apprise_urls": "--apprise-url", "api_tokens": "--api-token"}
+ALIASES = {"web_config_file": ("--web.config.file",)}  # exporter-toolkit's spelling
 
 
 class Settings(BaseSettings):
@@ -35,7 +39,10 @@ class Settings(BaseSettings):
         description="Base URL of a mempool.space instance, network prefix included",
     )
     db: Path = Field(Path("data/whales.duckdb"), description="DuckDB file")
-    listen: str = Field(f"0.0.0.0:{DEFAULT_PORT}", description="HOST:PORT of the HTTP server")
+    listen: str = Field(
+        f"127.0.0.1:{DEFAULT_PORT}",
+        description="HOST:PORT of the HTTP server (loopback by default: see docs/security.md)",
+    )
     threshold_btc: float = Field(100.0, gt=0, le=MAX_BTC, description="Whale threshold in BTC")
     threshold_usd: float | None = Field(
         None, gt=0, description="Optional threshold in USD; a whale passes either threshold"
@@ -104,6 +111,25 @@ class Settings(BaseSettings):
     alertmanager_token: SecretStr | None = Field(
         None, description="Bearer token required on POST /alertmanager"
     )
+    web_config_file: Path | None = Field(
+        None, description="Web config (exporter-toolkit format): TLS, basic auth, headers"
+    )
+    api_tokens: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        (), description="Bearer tokens for /api/v1/* (repeatable flag; env: comma/space separated)"
+    )
+    api_rate_limit: float = Field(
+        10.0, gt=0, description="Requests per second per token (or client address) on /api/v1/*"
+    )
+    api_rate_burst: int = Field(20, ge=1, description="Requests allowed at once above the rate")
+    max_connections: int = Field(
+        512, ge=8, description="Concurrent HTTP connections and requests; beyond them: 503"
+    )
+    http_timeout: float = Field(
+        10.0, gt=0, description="Seconds for a request head or body, a stalled write, or idling"
+    )
+    sse_heartbeat: float = Field(
+        15.0, gt=0, description="Seconds between heartbeat comments on the whale stream"
+    )
 
     @field_validator("mempool_url", "esplora_url")
     @classmethod
@@ -125,7 +151,7 @@ class Settings(BaseSettings):
             raise ValueError("must be HOST:PORT with a port from 0 to 65535")
         return value
 
-    @field_validator("apprise_urls", mode="before")
+    @field_validator("apprise_urls", "api_tokens", mode="before")
     @classmethod
     def _split_urls(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -138,6 +164,17 @@ class Settings(BaseSettings):
         for url in value:
             if "://" not in url.get_secret_value():
                 raise ValueError("each URL must look like scheme://...")
+        return value
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _check_tokens(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for token in value:
+            secret = token.get_secret_value()
+            if len(secret) < MIN_TOKEN_LENGTH or not secret.isprintable() or " " in secret:
+                raise ValueError(
+                    f"each token must be {MIN_TOKEN_LENGTH}+ printable characters without spaces"
+                )
         return value
 
     @property
@@ -156,6 +193,16 @@ class Settings(BaseSettings):
         return self.listen.rpartition(":")[0].strip("[]")
 
     @property
+    def loopback(self) -> bool:
+        """True when the HTTP server listens on a loopback address only."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False  # a host name: assume it is reachable from elsewhere
+
+    @property
     def port(self) -> int:
         return int(self.listen.rpartition(":")[2])
 
@@ -168,8 +215,8 @@ class Settings(BaseSettings):
 
 
 def flag(field: str) -> str:
-    if field == "apprise_urls":
-        return "--apprise-url"  # repeatable: one URL per flag
+    if field in REPEATABLE:
+        return REPEATABLE[field]  # repeatable: one value per flag
     return "--" + field.replace("_", "-")
 
 
@@ -197,8 +244,17 @@ def load(cli: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Se
         raise ConfigError("\n".join(_describe(e) for e in exc.errors())) from None
     problems = []
     if settings.reconnect_max_delay < settings.reconnect_min_delay:
-        problems.append(f"{flag('reconnect_max_delay')}: must be >= --reconnect-min-delay")
-    for name in ("exchange_addresses", "apprise_config", "alert_rules"):
+        problems.append(
+            f"{flag('reconnect_max_delay')} / {env_name('reconnect_max_delay')}: "
+            f"must be >= {flag('reconnect_min_delay')} ({settings.reconnect_min_delay:g})"
+        )
+    if settings.ping_interval >= settings.stale_after:
+        problems.append(
+            f"{flag('ping_interval')} / {env_name('ping_interval')}: must be below "
+            f"{flag('stale_after')} ({settings.stale_after:g}), or no ping comes before the "
+            "stream is declared stale"
+        )
+    for name in ("exchange_addresses", "apprise_config", "alert_rules", "web_config_file"):
         path = getattr(settings, name)
         if path is not None and not path.is_file():
             problems.append(f"{flag(name)} / {env_name(name)}: no such file: {path}")
@@ -226,13 +282,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, info in Settings.model_fields.items():
         kwargs: dict[str, Any] = {"default": None, "dest": name}
         help_text = f"{info.description} (env {env_name(name)}; default {info.default!r})"
-        if name == "apprise_urls":
-            kwargs.update(action="append", metavar="URL")
+        if name in REPEATABLE:
+            kwargs.update(action="append", metavar=name.split("_")[-1].upper().rstrip("S"))
         elif info.annotation is bool:
             kwargs.update(action=argparse.BooleanOptionalAction)
         else:
             kwargs.update(metavar=name.split("_")[-1].upper())
-        parser.add_argument(flag(name), help=help_text.replace("%", "%%"), **kwargs)
+        parser.add_argument(
+            flag(name), *ALIASES.get(name, ()), help=help_text.replace("%", "%%"), **kwargs
+        )
 
 
 def load_address_book(path: Path | None) -> AddressBook:

@@ -45,6 +45,7 @@ FEE_TARGETS = ("fastest", "half_hour", "hour", "economy", "minimum")
 WINDOWS = ("1h", "24h", "7d")
 CONFIRMED_SEEN = ("mempool", "block")
 EXAMINE_SOURCES = ("rest", "esplora")
+REJECT_REASONS = ("unauthorized", "rate_limited", "body_too_large", "slow_client")
 SUPPRESS_REASONS = ("dedup", "rate_limit", "filter")
 PREDICTION_RESULTS = ("hit", "miss")
 # Whale values in multiples of the threshold, so the buckets fit any --threshold-btc.
@@ -380,6 +381,35 @@ class Metrics:
             registry=r,
         )
 
+        # HTTP: access control, limits and the live whale stream (SSE)
+        self.http_rejected = Counter(
+            f"{p}_http_rejected_requests",
+            "HTTP requests refused or cut off, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.web_config_ok = Gauge(
+            f"{p}_web_config_last_reload_successful",
+            "1 if the last load of the web config file succeeded.",
+            registry=r,
+        )
+        self.web_config_at = Gauge(
+            f"{p}_web_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful load of the web config file.",
+            registry=r,
+        )
+        self.sse_clients = Gauge(
+            f"{p}_sse_clients", "Clients connected to the whale stream.", registry=r
+        )
+        self.sse_events = Counter(
+            f"{p}_sse_events", "Events written to whale stream clients.", registry=r
+        )
+        self.sse_dropped = Counter(
+            f"{p}_sse_dropped_clients",
+            "Whale stream clients cut off for falling behind.",
+            registry=r,
+        )
+
         self._init_labels()
 
     def _init_labels(self) -> None:
@@ -412,6 +442,8 @@ class Metrics:
             self.predictions.labels(result)
         for seen in CONFIRMED_SEEN:
             self.confirmed.labels(seen)
+        for reason in REJECT_REASONS:
+            self.http_rejected.labels(reason)
         for reason in SUPPRESS_REASONS:
             self.notify_suppressed.labels(reason)
         self.set_state("connecting")

@@ -247,3 +247,13 @@ class Proxy:
             await sink.drain()
         if sink.can_write_eof():
             sink.write_eof()
+
+
+async def subscribed(sim: Any, count: int = 1) -> None:
+    """Wait until `count` clients have subscribed to the simulator's mempool in total."""
+
+    def enough(s: Any) -> bool:
+        return sum("track-mempool" in m for m in s.client_messages) >= count
+
+    async with asyncio.timeout(30):
+        await sim.wait_until(enough)

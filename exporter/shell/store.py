@@ -104,6 +104,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE signals ADD COLUMN seen_in_mempool BOOLEAN DEFAULT true",
         "ALTER TABLE signals ADD COLUMN value_is_gross BOOLEAN DEFAULT false",
     ),
+    # 7: the whale stream's events, in order, so a client that reconnects gets what it missed
+    (
+        """CREATE TABLE events (
+            id BIGINT PRIMARY KEY,
+            saved_at DOUBLE NOT NULL,
+            kind VARCHAR NOT NULL,
+            chain_id VARCHAR NOT NULL,
+            data VARCHAR NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -326,7 +336,11 @@ class Store:
         return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(con, *args)` on the writer thread, inside one transaction."""
+        """Run `fn(con, *args)` on the writer thread, inside one transaction.
+
+        Raises StoreUnavailable when the disk or DuckDB refuses; `problem` says why, and the
+        store logs it once per change of state, so callers need not log it again.
+        """
 
         def _run() -> T:
             con = self._connection()
@@ -339,7 +353,13 @@ class Store:
             con.execute("COMMIT")
             return result
 
-        return await self._on_writer(_run)
+        try:
+            result = await self._on_writer(_run)
+        except STORE_ERRORS as exc:
+            self.health.failed("database", exc, len(self._backlog))
+            raise StoreUnavailable(f"store cannot write: {exc}") from None
+        self.health.succeeded("database")
+        return result
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(cursor, *args)` on a reader thread with a cursor of its own.
@@ -466,6 +486,18 @@ class Store:
     async def summary(self, since: float) -> dict[str, Any]:
         return await self.read(_summary, since)
 
+    # --- the whale stream's events (id, saved_at, kind, chain_id, JSON) ----------------------
+
+    async def save_events(self, rows: Sequence[tuple[int, float, str, str, str]]) -> None:
+        await self.write(_insert_events, rows)
+
+    async def events_after(self, after: int, limit: int) -> list[tuple[int, str, str]]:
+        """(id, kind, JSON) of the events after `after`, oldest first."""
+        return await self.read(_events_after, after, limit)
+
+    async def last_event_id(self) -> int:
+        return await self.read(_last_event_id)
+
     async def delete_before(self, cutoff: float) -> int:
         """Retention: delete resolved signals detected before `cutoff`, and old delivery rows."""
         return await self.write(_delete_before, cutoff)
@@ -576,8 +608,24 @@ def _delete_before(con: Connection, cutoff: float) -> int:
     for statement in (
         "DELETE FROM notifications WHERE created_at < ?",
         "DELETE FROM deliveries WHERE sent_at < ?",
+        "DELETE FROM events WHERE saved_at < ?",
         # A pending whale is still followed (it expires long before retention reaches it).
         "DELETE FROM signals WHERE detected_at < ? AND status <> 'pending'",
     ):
         deleted += int(con.execute(statement, [cutoff]).fetchone()[0])
     return deleted
+
+
+def _insert_events(con: Connection, rows: Sequence[tuple[int, float, str, str, str]]) -> None:
+    con.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?)", list(rows))
+
+
+def _events_after(cursor: Connection, after: int, limit: int) -> list[tuple[int, str, str]]:
+    rows = cursor.execute(
+        "SELECT id, kind, data FROM events WHERE id > ? ORDER BY id LIMIT ?", [after, limit]
+    ).fetchall()
+    return [(int(i), str(kind), str(data)) for i, kind, data in rows]
+
+
+def _last_event_id(cursor: Connection) -> int:
+    return int(cursor.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])

@@ -1,134 +1,50 @@
-"""HTTP: /metrics, health, the whale API and the Alertmanager relay (Starlette).
+"""HTTP: /metrics, health, the whale API, its live stream and the Alertmanager relay.
 
 Handlers only read in-memory state or run store queries on reader threads; a scrape never
 touches DuckDB. Query parameters are validated by pydantic; a bad one gets 422 naming it.
+Every request passes the gate first (middleware.py): credentials, limits, headers.
 """
 
 from __future__ import annotations
 
 import html
-import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from exporter import __version__
 from exporter.config import Settings
-from exporter.core.models import Flow, Signal, Status
 from exporter.errors import StoreUnavailable
+from exporter.metrics import Metrics
 from exporter.notify.alertmanager import authorized
-from exporter.shell.store import Store, WhaleQuery
+from exporter.shell.http import openapi
+from exporter.shell.http.answers import (
+    ORJSONResponse,
+    SummaryParams,
+    WhaleParams,
+    invalid,
+    whale_json,
+)
+from exporter.shell.http.middleware import Access, Gate
+from exporter.shell.http.ratelimit import RateLimiter
+from exporter.shell.http.sse import Broker, last_event_id
+from exporter.shell.store import Store
 
 TXID = re.compile(r"[0-9a-f]{64}")
 MAX_RELAY_BYTES = 1_000_000
-
-
-class ORJSONResponse(JSONResponse):
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
-
-
-def whale_json(signal: Signal, settings: Settings) -> dict[str, Any]:
-    return {
-        "txid": signal.txid,
-        "chain_id": signal.chain_id,
-        "first_seen": iso(signal.first_seen),
-        "detected_at": iso(signal.detected_at),
-        "value_btc": signal.value_sats / 1e8,
-        "gross_btc": signal.gross_sats / 1e8,
-        "value_usd": signal.value_usd,
-        "fee_sats": signal.fee_sats,
-        "vsize": signal.vsize,
-        "fee_rate": signal.fee_rate,
-        "effective_fee_rate": signal.effective_fee_rate,
-        "flow": signal.flow.value,
-        "entity": signal.entity,
-        "status": signal.status.value,
-        "outcome": signal.outcome.value if signal.outcome else None,
-        "urgency_score": signal.urgency_score,
-        "urgency_level": signal.urgency_level.value,
-        "urgency_fallback": signal.urgency_fallback,
-        "predicted_blocks": signal.predicted_blocks,
-        "predicted_height": signal.predicted_height,
-        "tip_height": signal.tip_height,
-        "bip125": signal.bip125,
-        "replacements": len(signal.chain) - 1,
-        "replaced_out": signal.replaced_out,
-        "resolved_at": iso(signal.resolved_at),
-        "block_height": signal.block_height,
-        "confirmation_blocks": signal.confirmation_blocks,
-        "prediction_hit": signal.hit,
-        "backfilled": signal.backfilled,
-        "seen_in_mempool": signal.seen_in_mempool,
-        "value_is_gross": signal.value_is_gross,
-        "explorer_url": settings.explorer_tx_url(signal.txid),
-    }
-
-
-class WhaleParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    limit: int = Field(100, ge=1, le=1000)
-    since: datetime | None = None
-    flow: Flow | None = None
-    min_btc: float | None = Field(None, ge=0, le=21_000_000)
-    status: Status | None = None
-    outcome: Literal["confirmed", "replaced", "dropped", "expired"] | None = None
-    min_urgency: float | None = Field(None, ge=0, le=1)
-    rbf: bool | None = None
-
-    @field_validator("min_btc", "min_urgency")
-    @classmethod
-    def _finite(cls, value: float | None) -> float | None:
-        if value is not None and not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
-
-    def query(self) -> WhaleQuery:
-        since = self.since
-        if since is not None and since.tzinfo is None:
-            since = since.replace(tzinfo=UTC)
-        return WhaleQuery(
-            limit=self.limit,
-            since=since.timestamp() if since else None,
-            flow=self.flow,
-            min_btc=self.min_btc,
-            status=self.status,
-            outcome=Status(self.outcome) if self.outcome else None,
-            min_urgency=self.min_urgency,
-            rbf=self.rbf,
-        )
-
-
-class SummaryParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    hours: float = Field(24, gt=0, le=24 * 90)
-
-
-def _invalid(exc: ValidationError) -> ORJSONResponse:
-    errors = [
-        {"parameter": ".".join(str(p) for p in e["loc"]) or "query", "error": e["msg"]}
-        for e in exc.errors()
-    ]
-    return ORJSONResponse({"error": "invalid parameters", "details": errors}, status_code=422)
 
 
 def _params(request: Request) -> dict[str, str]:
@@ -142,7 +58,10 @@ class ApiState:
 
     settings: Settings
     registry: CollectorRegistry
+    metrics: Metrics
     store: Store
+    access: Access
+    broker: Broker
     stream_connected: Callable[[], bool]
     seconds_since_frame: Callable[[], float | None]
     accuracy: Callable[[], Mapping[str, tuple[float | None, int]]]
@@ -150,7 +69,12 @@ class ApiState:
     started_at: float = 0.0
 
 
-def build_app(state: ApiState) -> Starlette:
+def relay_served(settings: Settings) -> bool:
+    """POST /alertmanager sends messages: only with a token, or on a loopback address."""
+    return settings.alertmanager_token is not None or settings.loopback
+
+
+def build_app(state: ApiState) -> ASGIApp:
     settings = state.settings
 
     async def metrics(request: Request) -> Response:
@@ -179,6 +103,8 @@ def build_app(state: ApiState) -> Starlette:
             ("/metrics", "Prometheus metrics"),
             ("/api/v1/whales", "Recent whales (JSON)"),
             ("/api/v1/summary", "Summary of the last 24 hours (JSON)"),
+            ("/api/v1/whales/stream", "Live whale events (Server-Sent Events)"),
+            ("/api/v1/openapi.json", "OpenAPI document"),
             ("/healthz", "Liveness"),
             ("/readyz", "Readiness"),
         ]
@@ -197,7 +123,7 @@ def build_app(state: ApiState) -> Starlette:
         try:
             params = WhaleParams.model_validate(_params(request))
         except ValidationError as exc:
-            return _invalid(exc)
+            return invalid(exc)
         rows = await state.store.whales(params.query())
         return ORJSONResponse(
             {"whales": [whale_json(s, settings) for s in rows], "count": len(rows)}
@@ -223,7 +149,7 @@ def build_app(state: ApiState) -> Starlette:
         try:
             params = SummaryParams.model_validate(_params(request))
         except ValidationError as exc:
-            return _invalid(exc)
+            return invalid(exc)
         since = time.time() - params.hours * 3600
         body = await state.store.summary(since)
         body["hours"] = params.hours
@@ -258,16 +184,43 @@ def build_app(state: ApiState) -> Starlette:
             headers={"Retry-After": "5"},
         )
 
-    return Starlette(
-        exception_handlers={StoreUnavailable: unavailable},
-        routes=[
-            Route("/", index),
-            Route("/metrics", metrics),
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/api/v1/whales", whales),
-            Route("/api/v1/whales/{txid}", whale),
-            Route("/api/v1/summary", summary),
-            Route("/alertmanager", alertmanager, methods=["POST"]),
-        ],
+    async def stream(request: Request) -> Response:
+        last = last_event_id(request.headers.get("last-event-id"))
+        return StreamingResponse(
+            state.broker.stream(last),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+
+    async def openapi_json(request: Request) -> Response:
+        access = state.access
+        body = openapi.document(
+            tokens=bool(access.tokens),
+            basic=bool(access.basic),
+            relay=relay_served(settings),
+            relay_token=access.relay_token,
+        )
+        return ORJSONResponse(body)
+
+    async def refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return ORJSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    routes = [
+        Route("/", index),
+        Route("/metrics", metrics),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/api/v1/openapi.json", openapi_json),
+        Route("/api/v1/whales", whales),
+        Route("/api/v1/whales/stream", stream),
+        Route("/api/v1/whales/{txid}", whale),
+        Route("/api/v1/summary", summary),
+    ]
+    if relay_served(settings):
+        routes.append(Route("/alertmanager", alertmanager, methods=["POST"]))
+    app = Starlette(
+        routes=routes, exception_handlers={HTTPException: refused, StoreUnavailable: unavailable}
     )
+    limiter = RateLimiter(settings.api_rate_limit, settings.api_rate_burst)
+    return Gate(app, state.access, limiter, state.metrics, timeout=settings.http_timeout)
