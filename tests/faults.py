@@ -40,7 +40,8 @@ class ExporterProcess:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("WHALE_")}
         self.lines = []
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "exporter", "run", "--listen", "127.0.0.1:0", *self.args,
+            sys.executable, "-m", "exporter", "run", "--listen", "127.0.0.1:0",
+            "--api-rate-limit", "1000", "--api-rate-burst", "1000", *self.args,
             env={**clean, **self.env}, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         self._reader = asyncio.create_task(self._read())
@@ -160,9 +161,9 @@ def fill(disk: Path) -> Path:
 class Proxy:
     """A TCP proxy in front of a server on 127.0.0.1, which can go silent or cut a frame.
 
-    `silent`: connections open now stop passing bytes (both ways) but stay open; new ones
-    work. `cut_next()`: the next server chunk of at least `min_bytes` is forwarded only in
-    part, then the connection is aborted: a frame cut in the middle.
+    `silence()`: connections open now stop passing bytes (both ways) but stay open; new ones
+    work. `cut_next()`: the next server chunk of at least `min_bytes` on a WebSocket is
+    forwarded only in part, then the connection is aborted: a frame cut in the middle.
     """
 
     def __init__(self, upstream_port: int) -> None:
@@ -172,6 +173,7 @@ class Proxy:
         self._server: asyncio.Server | None = None
         self._silenced: set[asyncio.StreamWriter] = set()
         self._live: set[asyncio.StreamWriter] = set()
+        self._websockets: set[asyncio.StreamWriter] = set()  # the cut applies to these only
         self._cut_min: int | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -222,6 +224,7 @@ class Proxy:
         finally:
             self._live.discard(writer)
             self._silenced.discard(writer)
+            self._websockets.discard(writer)
             for w in (writer, up_writer):
                 w.transport.abort()
             self._tasks.discard(task)
@@ -237,7 +240,10 @@ class Proxy:
         while data := await source.read(65_536):
             if client in self._silenced:
                 continue  # swallowed: the peer hears nothing
-            if upstream and self._cut_min is not None and len(data) >= self._cut_min:
+            if not upstream and b"websocket" in data[:4096].lower():
+                self._websockets.add(client)
+            cut = self._cut_min is not None and len(data) >= self._cut_min
+            if upstream and cut and client in self._websockets:
                 self._cut_min = None
                 self.cuts += 1
                 sink.write(data[: len(data) // 2])
