@@ -37,6 +37,8 @@ check-dashboards: dashboards ## Fail when the committed dashboards differ from t
 bench: venv ## Benchmarks; their figures go in the README
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/notify_latency.py
+	$(PY) benchmarks/known_txids.py
+	$(PY) benchmarks/esplora_startup.py
 
 venv: $(STAMP)
 
