@@ -20,10 +20,17 @@ from typing import Any, Protocol
 from exporter.config import Settings
 from exporter.core.accuracy import WINDOWS, Accuracy
 from exporter.core.addresses import AddressBook
-from exporter.core.fees import FEE_KEYS, FeePicture, parse_fees, parse_mempool_blocks, score
-from exporter.core.frames import Frame, MempoolDelta, SequenceWatch, decode_frame
+from exporter.core.fees import (
+    FeePicture,
+    parse_fees,
+    parse_mempool_blocks,
+    price_expired,
+    update_picture,
+    with_price,
+)
+from exporter.core.frames import MempoolDelta, SequenceWatch, decode_frame
 from exporter.core.known import KnownTxids
-from exporter.core.models import SATS_PER_BTC, Detection, Event, EventKind, Flow, Scoring
+from exporter.core.models import Event, EventKind
 from exporter.core.recall import Recall
 from exporter.core.tracker import Step, Tracker
 from exporter.errors import DecodeError, ExporterError
@@ -69,8 +76,10 @@ class Pipeline:
         self.tracker = Tracker(
             book,
             settings.threshold_sats,
+            threshold_usd=settings.threshold_usd,
             drop_grace=settings.drop_grace,
             max_pending_days=settings.max_pending_days,
+            fee_max_age=FEE_MAX_AGE,
         )
         self.accuracy = Accuracy()
         self.recall = Recall()
@@ -85,7 +94,7 @@ class Pipeline:
         self.audit = BlockAudit(self)
         self.prevouts = PrevoutFill(self)
         self._checking: set[str] = set()  # txids whose REST status is being asked
-        self._price_at: float | None = None
+        self._unsaved_blocks: list[tuple[int, str]] | None = None
 
     # --- start-up ----------------------------------------------------------------------------
 
@@ -94,6 +103,7 @@ class Pipeline:
         now = self.clock()
         pending = await self.store.load_pending()
         self.tracker.restore(pending)
+        self.tracker.chain.restore(await self.store.load_blocks())
         resolved = await self.store.load_since(now - max(WINDOWS.values()))
         self.tracker.remember_resolved(resolved)
         self.recall.remember_counted(resolved)
@@ -140,7 +150,11 @@ class Pipeline:
             self.metrics.decode_errors.labels(kind).inc()
             throttled.warning(kind, "skipped a malformed %s: %s", kind, reason)
         now = self.clock()
-        self._update_picture(frame, now)
+        picture, problem = update_picture(self.picture, frame, now)
+        if problem is not None:
+            self.metrics.decode_errors.labels("message").inc()
+            throttled.warning("fees", "ignored a malformed fee message: %s", problem)
+        self.set_picture(picture)
         out = Step()
         if frame.blocks:
             out = self.tracker.on_blocks(frame.blocks)
@@ -155,34 +169,30 @@ class Pipeline:
         held: list[dict[str, Any]] = []
         if frame.block is not None:
             mined = delta.mined if delta is not None else []
-            step = self.tracker.on_block(frame.block, mined, now, delta or MempoolDelta(None))
-            out = out.merge(step)
+            delta = delta or MempoolDelta(None)
+            out = out.merge(self.tracker.on_block(frame.block, mined, now, delta, self.picture))
             self.audit.saw_blocks([frame.block], new=True)
         elif delta is not None:
-            floor = self.floor_sats()
-            held = self.prevouts.hold_back(delta, floor)  # examined once fetched with prevouts
-            step = self.tracker.on_delta(delta, now, self.scorer, floor)
-            out = out.merge(step)
+            held = self.prevouts.hold_back(delta, self.floor_sats())  # examined once fetched
+            out = out.merge(self.tracker.on_delta(delta, now, self.picture))
         if delta is not None:
             self.known.apply(delta)
         await self.publish(out, received_at)
         self.prevouts.start(held, received_at)
 
-    def scorer(self, detection: Detection) -> Scoring:
-        return score(detection, self.picture, self.clock(), max_age=FEE_MAX_AGE)
-
     def floor_sats(self) -> int:
-        usd, price = self.settings.threshold_usd, self.picture.price_usd
-        usd_floor = None if usd is None or not price else int(usd / price * SATS_PER_BTC)
-        return self.tracker.whale_floor(usd_floor)
+        return self.tracker.floor(self.picture)
 
     # --- publishing ---------------------------------------------------------------------------
 
     async def publish(self, out: Step, received_at: float | None = None) -> None:
         """Save the step's signals in one batch, then update metrics and hand alerts on."""
-        self.metrics.seen.inc(out.seen)
+        self.metrics.record_step(out)
+        if out.forks:
+            log.warning("chain reorganisation: %d fork(s); reopened whales go to REST", out.forks)
+        if out.blocks is not None:
+            self._unsaved_blocks = out.blocks  # saved by the next tick, off the frame path
         if out.errors:
-            self.metrics.decode_errors.labels("transaction").inc(len(out.errors))
             throttled.warning(
                 "transaction",
                 "skipped %d malformed transactions: %s",
@@ -194,29 +204,33 @@ class Pipeline:
         # Never raises for a sick disk: the store keeps what it cannot write and retries.
         await self.store.save(event.signal for event in out.events)
         now = self.clock()
+        latency = None if received_at is None else time.time() - received_at
         for event in out.events:
-            self._count(event)
-            if event.kind is EventKind.DETECTED and received_at is not None:
-                self.metrics.latency.observe(max(time.time() - received_at, 0.0))
+            self._count(event, latency)
             if self.notifier is not None:
                 self.notifier.submit(event)
         self._refresh_gauges(now)
 
+    async def save_blocks(self) -> None:
+        """Persist the known chain if it changed, so a reorg is seen across a restart."""
+        blocks, self._unsaved_blocks = self._unsaved_blocks, None
+        if blocks is None:
+            return
+        try:
+            await self.store.save_blocks(blocks)
+        except Exception:
+            self._unsaved_blocks = self._unsaved_blocks or blocks
+            self.metrics.store_errors.inc()
+            log.exception("store write of the known blocks failed; retried at the next tick")
+
     async def flush(self) -> None:
-        """Save what the store still holds in memory (at shutdown, for one)."""
+        """Save what the store and the known chain still hold in memory (at shutdown)."""
+        await self.save_blocks()
         await self.store.flush(force=True)
 
-    def _count(self, event: Event) -> None:
-        m, signal = self.metrics, event.signal
+    def _count(self, event: Event, latency: float | None) -> None:
+        signal = event.signal
         if event.kind is EventKind.DETECTED:
-            exemplar = {"txid": signal.txid}  # links a spike to its transaction, not a label
-            m.transactions.labels(signal.flow.value).inc(exemplar=exemplar)
-            m.volume.labels(signal.flow.value).inc(signal.value_btc)
-            m.value.observe(signal.value_btc, exemplar=exemplar)
-            if signal.seen_in_mempool:  # a whale found in a block was never scored
-                m.urgency.observe(signal.urgency_score)
-                m.urgent.labels(signal.urgency_level.value).inc()
-            m.fee_rate.observe(signal.effective_fee_rate)
             log.info(
                 "whale %s %.2f BTC %s%s fee %.1f sat/vB urgency %s",
                 signal.txid,
@@ -226,75 +240,19 @@ class Pipeline:
                 signal.effective_fee_rate,
                 signal.urgency_level.value,
             )
-        elif event.kind is EventKind.REPLACED:
-            m.replacements.inc()
-        if (seen := self.recall.confirmed(signal)) is not None:
-            m.confirmed.labels(seen).inc()
         if event.kind in (EventKind.RESOLVED, EventKind.CORRECTED):
             self.accuracy.record(signal.chain_id, signal.resolved_at or self.clock(), signal.hit)
-        if event.kind is EventKind.RESOLVED and signal.outcome is not None:
-            m.outcomes.labels(signal.outcome.value).inc()
-            m.count_prediction(signal)
-            blocks = signal.confirmation_blocks
-            if blocks is not None:
-                m.confirmation_blocks.observe(blocks)
-                if signal.predicted_blocks is not None:
-                    m.prediction_error.observe(blocks - signal.predicted_blocks)
-                start = signal.first_seen or signal.detected_at
-                if signal.resolved_at is not None:
-                    m.confirmation_duration.observe(max(signal.resolved_at - start, 0.0))
+        self.metrics.record_event(event, seen=self.recall.confirmed(signal), latency=latency)
 
     def _refresh_gauges(self, now: float) -> None:
-        for flow in Flow:
-            self.metrics.pending.labels(flow.value).set(self.tracker.pending_by_flow[flow])
         self.accuracy.advance(now)
-        for window, (ratio, count) in self.accuracy.snapshot().items():
-            self.metrics.accuracy.labels(window).set(ratio if ratio is not None else float("nan"))
-            self.metrics.accuracy_samples.labels(window).set(count)
+        self.metrics.record_state(self.tracker.pending_by_flow, self.accuracy.snapshot())
 
     # --- the fee picture -----------------------------------------------------------------------
 
-    def _update_picture(self, frame: Frame, now: float) -> None:
-        picture = self.picture
-        try:
-            if frame.mempool_blocks is not None:
-                blocks = parse_mempool_blocks(frame.mempool_blocks)
-                picture = replace(picture, blocks=blocks, blocks_at=now)
-            if frame.fees is not None:
-                picture = replace(picture, recommended=parse_fees(frame.fees))
-        except (ValueError, TypeError) as exc:
-            self.metrics.decode_errors.labels("message").inc()
-            throttled.warning("fees", "ignored a malformed fee message: %s", exc)
-        info = frame.mempool_info
-        if info is not None:
-            size, vbytes = info.get("size"), info.get("bytes")
-            if isinstance(size, int) and isinstance(vbytes, int | float):
-                picture = replace(picture, mempool_count=size, mempool_vbytes=float(vbytes))
-        heights = [b.get("height") for b in (frame.blocks or [])]
-        if frame.block is not None and not frame.block.get("stale"):
-            heights.append(frame.block.get("height"))
-        valid = [h for h in heights if isinstance(h, int)]
-        if valid:
-            picture = replace(picture, tip_height=max([*valid, picture.tip_height or 0]))
-        usd = (frame.prices or {}).get("USD")
-        if isinstance(usd, int | float) and usd > 0:
-            picture = replace(picture, price_usd=float(usd))
-            self._price_at = now
-        self.set_picture(picture)
-
     def set_picture(self, picture: FeePicture) -> None:
         self.picture = picture
-        m = self.metrics
-        if picture.recommended:
-            for key in FEE_KEYS.values():
-                m.fee_recommended.labels(key).set(picture.recommended[key])
-        if picture.mempool_count is not None:
-            m.mempool_transactions.set(picture.mempool_count)
-        if picture.mempool_vbytes is not None:
-            m.mempool_vbytes.set(picture.mempool_vbytes)
-        if picture.tip_height is not None:
-            m.tip_height.set(picture.tip_height)
-        m.price.set(picture.price_usd or float("nan"))  # unknown is NaN, never a price of 0
+        self.metrics.record_picture(picture)
 
     async def refresh_from_rest(self) -> None:
         """Fill what the stream has not sent (or sent too long ago) from REST; never raises.
@@ -315,14 +273,13 @@ class Pipeline:
             if self.picture.tip_height is None:
                 self.set_picture(replace(self.picture, tip_height=await self.rest.tip_height()))
         with _logged("price"):
-            if self._price_at is None or now - self._price_at >= self.settings.price_refresh:
+            price_at = self.picture.price_at
+            if price_at is None or now - price_at >= self.settings.price_refresh:
                 price = await self.rest.price_usd()
                 if price is not None:
-                    self.set_picture(replace(self.picture, price_usd=price))
-                    self._price_at = now
-        if self._price_at is not None and now - self._price_at > PRICE_MAX_AGE:
-            self.set_picture(replace(self.picture, price_usd=None))  # old is worse than none
-            self._price_at = None
+                    self.set_picture(with_price(self.picture, price, now))
+        if price_expired(self.picture, now, PRICE_MAX_AGE):
+            self.set_picture(with_price(self.picture, None, now))  # old is worse than none
 
     # --- outcomes over REST ---------------------------------------------------------------------
 
@@ -335,7 +292,10 @@ class Pipeline:
                 if not status.found and (by := await self.rest.replacement_of(txid)):
                     # Gone because it was replaced (while we were away): follow the replacement.
                     by_status = await self.rest.tx_status(by)
-                    step = self.tracker.on_replacement(txid, by, by_status, self.clock())
+                    by_tx = await self._fetch_any(by)
+                    step = self.tracker.on_replacement(
+                        txid, by, by_status, self.clock(), self.picture, by_tx
+                    )
                 else:
                     step = self.tracker.on_status(txid, status, self.clock())
                 await self.publish(step)
@@ -350,6 +310,7 @@ class Pipeline:
 
     async def tick(self) -> None:
         """Periodic work: due status checks, failed fetches and audits again, sliding windows."""
+        await self.save_blocks()
         await self.check_statuses(self.tracker.due_checks(self.clock()))
         await self.resyncer.retry_failed()
         await self.audit.retry()
@@ -359,6 +320,14 @@ class Pipeline:
     async def reconcile(self) -> None:
         """Ask REST about every pending whale (after a restart, an outage or a gap)."""
         await self.check_statuses(self.tracker.reconcile_all())
+
+    async def _fetch_any(self, txid: str) -> dict[str, Any] | None:
+        """The transaction's body, confirmed or not; None when REST does not have it."""
+        try:
+            return await self.rest.tx(txid)
+        except (ExporterError, ValueError) as exc:
+            log.warning("fetching %s failed: %s", txid, exc)
+            return None
 
     async def resync_loop(self) -> None:
         """After every (re)connect or sequence gap: see `shell/resync.py`."""

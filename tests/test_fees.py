@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from support import BTC, make_tx
 
@@ -14,9 +15,13 @@ from exporter.core.fees import (
     parse_fees,
     parse_mempool_blocks,
     predict_blocks,
+    price_expired,
     score,
     share_below,
+    update_picture,
+    with_price,
 )
+from exporter.core.frames import Frame, decode_frame
 from exporter.core.models import Urgency
 
 NOW = 1_700_000_000.0
@@ -190,3 +195,57 @@ def test_worked_example_of_the_architecture_doc(
     scoring = score(whale(rate), picture, NOW)
     assert (scoring.urgency_score, scoring.urgency_level) == (share, level)
     assert scoring.predicted_blocks == blocks
+
+
+def frame(**messages: object) -> Frame:
+    """A decoded frame carrying `messages` (keys as on the wire)."""
+    return decode_frame(orjson.dumps(messages))
+
+
+BLOCKS_MESSAGE = [{"blockVSize": 900_000, "nTx": 2000, "medianFee": 5.0,
+                   "feeRange": [1, 2, 3, 5, 8, 12, 20]}]  # fmt: skip
+FEES_MESSAGE = {"fastestFee": 9, "halfHourFee": 7, "hourFee": 5, "economyFee": 2, "minimumFee": 1}
+
+
+def test_picture_update_takes_every_part_of_a_frame() -> None:
+    """Projected blocks, fees, mempool size, the tip and the price all come from one frame."""
+    picture, problem = update_picture(
+        FeePicture(),
+        frame(**{"mempool-blocks": BLOCKS_MESSAGE, "fees": FEES_MESSAGE,
+                 "mempoolInfo": {"size": 51_000, "bytes": 30_000_000},
+                 "block": {"id": "ab" * 32, "height": 900_001},
+                 "conversions": {"USD": 97_000}}),
+        NOW,
+    )  # fmt: skip
+    assert problem is None
+    assert picture.blocks[0].vsize == 900_000 and picture.blocks_at == NOW
+    assert picture.recommended is not None and picture.recommended["hour"] == 5
+    assert (picture.mempool_count, picture.mempool_vbytes) == (51_000, 30_000_000)
+    assert picture.tip_height == 900_001
+    assert (picture.price_usd, picture.price_at) == (97_000, NOW)
+
+
+def test_picture_update_keeps_the_rest_of_a_frame_with_a_bad_fee_message() -> None:
+    """A malformed fees message is reported and left out; the frame's other parts still count."""
+    before = FeePicture(recommended=LEVELS, tip_height=900_000)
+    bad = Frame(fees={"fastestFee": 3}, block={"id": "cd" * 32, "height": 900_002})
+    picture, problem = update_picture(before, bad, NOW)
+    assert problem is not None and "five levels" in problem
+    assert picture.recommended == LEVELS and picture.tip_height == 900_002
+
+
+def test_picture_tip_never_moves_down_and_ignores_stale_blocks() -> None:
+    """A stale block or an older blocks list does not lower the tip."""
+    before = FeePicture(tip_height=900_010)
+    stale = frame(block={"id": "ef" * 32, "height": 900_011, "stale": True})
+    assert update_picture(before, stale, NOW)[0].tip_height == 900_010
+    older = frame(blocks=[{"id": "01" * 32, "height": 900_003}])
+    assert update_picture(before, older, NOW)[0].tip_height == 900_010
+    assert update_picture(before, frame(pong=True), NOW) == (before, None)
+
+
+def test_price_ages_out() -> None:
+    """A price older than its maximum age has expired; forgetting it clears its time too."""
+    picture = with_price(FeePicture(), 90_000.0, NOW)
+    assert not price_expired(picture, NOW + 900, 900) and price_expired(picture, NOW + 901, 900)
+    assert with_price(picture, None, NOW + 901) == FeePicture()

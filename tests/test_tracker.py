@@ -5,16 +5,23 @@ from __future__ import annotations
 from support import BTC, make_tx, txid
 
 from exporter.core.addresses import AddressBook
+from exporter.core.fees import FeePicture, parse_mempool_blocks
 from exporter.core.frames import MempoolDelta
-from exporter.core.models import Detection, EventKind, Scoring, Status, TxStatus, Urgency
+from exporter.core.models import EventKind, Status, TxStatus
 from exporter.core.tracker import Tracker
 
 THRESHOLD = 100 * BTC
 NOW = 1_700_000_000.0
-
-
-def scorer(detection: Detection) -> Scoring:
-    return Scoring(0.5, Urgency.MEDIUM, False, 2, 800_000, None)
+# 20 sat/vB (make_tx's default rate) waits for the second projected block; tip 800,000.
+PICTURE = FeePicture(
+    blocks=parse_mempool_blocks(
+        [{"blockVSize": 1_000_000, "medianFee": 40, "feeRange": [30, 32, 35, 40, 50, 60, 90]},
+         {"blockVSize": 1_000_000, "medianFee": 15, "feeRange": [10, 11, 12, 15, 20, 25, 29]},
+         {"blockVSize": 5_000_000, "medianFee": 3, "feeRange": [1, 2, 2.5, 3, 5, 7, 9]}]
+    ),
+    blocks_at=NOW,
+    tip_height=800_000,
+)  # fmt: skip
 
 
 def tracker() -> Tracker:
@@ -23,7 +30,7 @@ def tracker() -> Tracker:
 
 def poll(t: Tracker, *txs: dict, removed=(), replaced=(), now: float = NOW, seq: int = 1):
     delta = MempoolDelta(seq, added=list(txs), removed=list(removed), replaced=list(replaced))
-    return t.on_delta(delta, now, scorer, THRESHOLD)
+    return t.on_delta(delta, now, PICTURE)
 
 
 def block(height: int, block_hash: str | None = None, *, stale: bool = False) -> dict:
@@ -46,7 +53,7 @@ def test_seen_twice_is_detected_once() -> None:
     whale = make_tx([("a", 200 * BTC)])
     assert len(poll(t, whale).events) == 1
     assert poll(t, whale).events == []
-    assert t.on_delta(MempoolDelta(None, added=[whale]), NOW, scorer, THRESHOLD,
+    assert t.on_delta(MempoolDelta(None, added=[whale]), NOW, PICTURE,
                       backfilled=True).events == []  # fmt: skip
 
 
@@ -77,7 +84,9 @@ def test_replacement_chain_keeps_one_signal_then_confirms_as_replaced() -> None:
     assert signal.chain == [first["txid"], second["txid"], third["txid"]]
     assert signal.fee_sats == 8_000
     assert len(t.pending) == 1
-    out = t.on_block(block(800_001), ["coinbase", third["txid"]], NOW + 600, MempoolDelta(2))
+    out = t.on_block(
+        block(800_001), ["coinbase", third["txid"]], NOW + 600, MempoolDelta(2), PICTURE
+    )
     (event,) = out.events
     assert event.kind is EventKind.RESOLVED
     assert event.signal.status is Status.REPLACED
@@ -118,9 +127,9 @@ def test_confirmed_hit_and_miss() -> None:
     t = tracker()
     fast, slow = make_tx([("a", 200 * BTC)]), make_tx([("b", 200 * BTC)])
     poll(t, fast, slow)  # predicted 2 blocks from tip 800,000
-    out = t.on_block(block(800_002), [fast["txid"]], NOW, MempoolDelta(2))
+    out = t.on_block(block(800_002), [fast["txid"]], NOW, MempoolDelta(2), PICTURE)
     assert out.events[0].signal.hit is True
-    out = t.on_block(block(800_003), [slow["txid"]], NOW, MempoolDelta(3))
+    out = t.on_block(block(800_003), [slow["txid"]], NOW, MempoolDelta(3), PICTURE)
     assert out.events[0].signal.status is Status.CONFIRMED
     assert out.events[0].signal.confirmation_blocks == 3
     assert out.events[0].signal.hit is False
@@ -137,7 +146,7 @@ def test_dropped_after_grace_and_rest_check_then_corrected_when_mined() -> None:
     out = t.on_status(whale["txid"], TxStatus(found=False), NOW + 62)
     assert out.events[0].signal.status is Status.DROPPED
     assert out.events[0].signal.hit is False
-    out = t.on_block(block(800_005), [whale["txid"]], NOW + 900, MempoolDelta(9))
+    out = t.on_block(block(800_005), [whale["txid"]], NOW + 900, MempoolDelta(9), PICTURE)
     (event,) = out.events
     assert event.kind is EventKind.CORRECTED
     assert event.signal.status is Status.CONFIRMED
@@ -184,7 +193,7 @@ def test_stale_block_reopens_its_whales() -> None:
     whale = make_tx([("a", 200 * BTC)])
     poll(t, whale)
     first = block(800_001)
-    t.on_block(first, [whale["txid"]], NOW, MempoolDelta(2))
+    t.on_block(first, [whale["txid"]], NOW, MempoolDelta(2), PICTURE)
     assert t.pending == {}
     out = t.on_blocks([{**first, "stale": True}])
     assert [e.kind for e in out.events] == [EventKind.CORRECTED]
@@ -198,10 +207,10 @@ def test_height_seen_again_with_another_hash_reopens() -> None:
     t = tracker()
     whale = make_tx([("a", 200 * BTC)])
     poll(t, whale)
-    t.on_block(block(800_001, "aa" * 32), [whale["txid"]], NOW, MempoolDelta(2))
-    out = t.on_block(block(800_001, "bb" * 32), [], NOW + 1, MempoolDelta(3))
+    t.on_block(block(800_001, "aa" * 32), [whale["txid"]], NOW, MempoolDelta(2), PICTURE)
+    out = t.on_block(block(800_001, "bb" * 32), [], NOW + 1, MempoolDelta(3), PICTURE)
     assert [e.signal.status for e in out.events] == [Status.PENDING]
-    out = t.on_block(block(800_002, "cc" * 32), [whale["txid"]], NOW + 2, MempoolDelta(4))
+    out = t.on_block(block(800_002, "cc" * 32), [whale["txid"]], NOW + 2, MempoolDelta(4), PICTURE)
     assert out.events[0].signal.block_hash == "cc" * 32
 
 
@@ -212,7 +221,7 @@ def test_block_conflict_replaces_whale() -> None:
     poll(t, whale)
     by = make_tx([("a", 200 * BTC)])
     delta = MempoolDelta(5, mined=[by["txid"]], replaced=[(whale["txid"], by)])
-    out = t.on_block(block(800_001), delta.mined, NOW, delta)
+    out = t.on_block(block(800_001), delta.mined, NOW, delta, PICTURE)
     (event,) = out.events
     assert event.signal.status is Status.REPLACED
     assert event.signal.chain == [whale["txid"], by["txid"]]
@@ -235,7 +244,7 @@ def test_memory_of_resolved_chains_is_bounded() -> None:
     for height in range(30):
         whale = make_tx([("a", 200 * BTC)])
         poll(t, whale)
-        t.on_block(block(800_000 + height), [whale["txid"]], NOW, MempoolDelta(height))
+        t.on_block(block(800_000 + height), [whale["txid"]], NOW, MempoolDelta(height), PICTURE)
     assert len(t._resolved) == 10
     assert len(t._resolved_txids) == 10
 
@@ -246,11 +255,11 @@ def test_replacement_found_over_rest_follows_the_chain() -> None:
     whale = make_tx([("a", 200 * BTC)])
     poll(t, whale)
     by = txid()
-    out = t.on_replacement(whale["txid"], by, TxStatus(found=True), NOW + 10)
+    out = t.on_replacement(whale["txid"], by, TxStatus(found=True), NOW + 10, PICTURE)
     assert [e.kind for e in out.events] == [EventKind.REPLACED]
     assert t.pending[whale["txid"]].chain == [whale["txid"], by]
     status = TxStatus(True, True, 800_003, "ef" * 32, NOW + 900)
-    out = t.on_replacement(whale["txid"], by, status, NOW + 1000)
+    out = t.on_replacement(whale["txid"], by, status, NOW + 1000, PICTURE)
     (event,) = out.events
     assert (event.signal.status, event.signal.block_height) == (Status.REPLACED, 800_003)
     assert event.signal.chain == [whale["txid"], by]
@@ -268,3 +277,188 @@ def test_restored_whale_is_replaced_by_a_conflict() -> None:
     out = poll(fresh, conflict)
     assert [e.kind for e in out.events] == [EventKind.REPLACED]
     assert out.events[0].signal.chain == [whale["txid"], conflict["txid"]]
+
+
+def later_picture(tip: int) -> FeePicture:
+    """The same fee picture once the chain has moved on to `tip`."""
+    return FeePicture(blocks=PICTURE.blocks, blocks_at=NOW, tip_height=tip)
+
+
+def test_fee_bump_is_judged_from_the_tip_it_was_made_at() -> None:
+    """A replacement's prediction keeps its own tip: mined in the block it predicted, a hit."""
+    t = tracker()
+    outpoint = (txid(), 0)
+    first = make_tx([("a", 200 * BTC)], spends=[outpoint])  # 20 sat/vB: 2 blocks from 800,000
+    poll(t, first)
+    bump = make_tx([("a", 200 * BTC)], spends=[outpoint], fee=90_000)  # 360 sat/vB: next block
+    delta = MempoolDelta(2, added=[bump], replaced=[(first["txid"], bump)])
+    (event,) = t.on_delta(delta, NOW + 60, later_picture(800_010)).events
+    signal = event.signal
+    assert (signal.tip_height, signal.predicted_blocks, signal.predicted_height) == (
+        800_010, 1, 800_011)  # fmt: skip
+    assert (signal.first_tip_height, signal.first_predicted_blocks) == (800_000, 2)
+    out = t.on_block(block(800_011), [bump["txid"]], NOW + 600, MempoolDelta(3), PICTURE)
+    done = out.events[0].signal
+    assert done.confirmation_blocks == 1 and done.hit is True
+    assert done.first_hit is False  # the first prediction (2 blocks from 800,000) did not hold
+
+
+def test_block_double_spend_below_threshold_is_replaced_out() -> None:
+    """A 150 BTC whale knocked out by a tiny conflicting block transaction tests no prediction."""
+    t = tracker()
+    outpoint = (txid(), 0)
+    whale = make_tx([("a", 150 * BTC)], spends=[outpoint])
+    poll(t, whale)
+    spend = make_tx([("b", 100_000)], spends=[outpoint])  # 0.001 BTC
+    delta = MempoolDelta(5, mined=["coinbase", spend["txid"]], replaced=[(whale["txid"], spend)])
+    (event,) = t.on_block(block(800_001), delta.mined, NOW, delta, PICTURE).events
+    assert event.kind is EventKind.RESOLVED and event.signal.status is Status.REPLACED
+    assert event.signal.replaced_out is True and event.signal.hit is None
+    assert event.signal.chain == [whale["txid"], spend["txid"]]
+    assert t.pending == {}
+
+
+def test_block_double_spend_by_a_whale_tests_the_prediction() -> None:
+    """A whale-sized conflicting block transaction is a replacement that moved the value."""
+    t = tracker()
+    outpoint = (txid(), 0)
+    whale = make_tx([("a", 150 * BTC)], spends=[outpoint])
+    poll(t, whale)
+    spend = make_tx([("b", 149 * BTC)], spends=[outpoint])
+    delta = MempoolDelta(5, mined=[spend["txid"]], replaced=[(whale["txid"], spend)])
+    (event,) = t.on_block(block(800_001), delta.mined, NOW, delta, PICTURE).events
+    assert event.signal.replaced_out is False and event.signal.hit is True
+
+
+def test_one_transaction_replacing_two_whales_resolves_both() -> None:
+    """A transaction spending outpoints of two whales replaces both; its block resolves both."""
+    t = tracker()
+    op1, op2 = (txid(), 0), (txid(), 1)
+    first = make_tx([("a", 150 * BTC)], spends=[op1])
+    second = make_tx([("b", 150 * BTC)], spends=[op2])
+    poll(t, first, second)
+    merged = make_tx([("c", 300 * BTC)], [("x", 150 * BTC), ("y", 150 * BTC + 5000)],
+                     spends=[op1, op2])  # fmt: skip
+    out = poll(t, merged, removed=[first["txid"], second["txid"]],
+               replaced=[(first["txid"], merged), (second["txid"], merged)])  # fmt: skip
+    assert [e.kind for e in out.events] == [EventKind.REPLACED, EventKind.REPLACED]
+    assert {e.signal.chain_id for e in out.events} == {first["txid"], second["txid"]}
+    assert t.due_checks(NOW + 3_600) == []  # nothing left behind to re-check every minute
+    out = t.on_block(block(800_001), [merged["txid"]], NOW + 600, MempoolDelta(3), PICTURE)
+    assert sorted(e.signal.chain_id for e in out.events) == sorted([first["txid"], second["txid"]])
+    assert {e.signal.status for e in out.events} == {Status.REPLACED}
+    assert t.pending == {}
+
+
+def test_one_conflict_by_outpoints_alone_replaces_two_whales() -> None:
+    """Without replaced pairs, a transaction spending both whales' outpoints still takes both."""
+    t = tracker()
+    op1, op2 = (txid(), 0), (txid(), 1)
+    first = make_tx([("a", 150 * BTC)], spends=[op1])
+    second = make_tx([("b", 150 * BTC)], spends=[op2])
+    poll(t, first, second)
+    merged = make_tx([("c", 300 * BTC)], [("x", 150 * BTC), ("y", 150 * BTC + 5000)],
+                     spends=[op1, op2])  # fmt: skip
+    out = poll(t, merged)
+    assert len(out.events) == 2 and len(t.pending) == 2
+    out = t.on_status(merged["txid"], TxStatus(True, True, 800_002, "ab" * 32, NOW), NOW + 9)
+    assert len(out.events) == 2 and t.pending == {}
+
+
+def test_replacement_found_over_rest_below_threshold_closes_the_chain() -> None:
+    """Replaced while away by a small transaction (REST /rbf): replaced out, no prediction test."""
+    t = tracker()
+    outpoint = (txid(), 0)
+    whale = make_tx([("a", 150 * BTC)], spends=[outpoint])
+    poll(t, whale)
+    small = make_tx([("b", 100_000)], spends=[outpoint])
+    status = TxStatus(True, True, 800_003, "ef" * 32, NOW + 900)
+    out = t.on_replacement(whale["txid"], small["txid"], status, NOW + 1000, PICTURE, small)
+    assert [e.kind for e in out.events] == [EventKind.REPLACED, EventKind.RESOLVED]
+    done = out.events[-1].signal
+    assert (done.status, done.replaced_out, done.hit) == (Status.REPLACED, True, None)
+    assert done.value_sats == 100_000 and t.pending == {}
+
+
+def test_rest_replacement_joins_a_chain_that_follows_it_already() -> None:
+    """A second whale found replaced (over REST) by a transaction another chain follows resolves."""
+    t = tracker()
+    op1, op2 = (txid(), 0), (txid(), 1)
+    first = make_tx([("a", 150 * BTC)], spends=[op1])
+    second = make_tx([("b", 150 * BTC)], spends=[op2])
+    poll(t, first, second)
+    merged = make_tx([("c", 300 * BTC)], spends=[op1])  # the stream saw it replace `first` only
+    poll(t, merged, replaced=[(first["txid"], merged)])
+    out = t.on_replacement(second["txid"], merged["txid"], TxStatus(True), NOW + 70, PICTURE)
+    assert [e.kind for e in out.events] == [EventKind.REPLACED]
+    assert t.pending[second["txid"]].txid == merged["txid"]
+    out = t.on_block(block(800_001), [merged["txid"]], NOW + 600, MempoolDelta(3), PICTURE)
+    assert len(out.events) == 2 and t.pending == {}
+
+
+def test_fork_seen_through_previousblockhash_reopens_confirmed_whales() -> None:
+    """Without a re-sent `blocks`, a block whose parent is not the known tip reopens its whales."""
+    t = tracker()
+    whale = make_tx([("a", 200 * BTC)])
+    poll(t, whale)
+    t.on_block(block(800_001, "aa" * 32), [whale["txid"]], NOW, MempoolDelta(2), PICTURE)
+    nxt = {**block(800_002, "cc" * 32), "previousblockhash": "bb" * 32}
+    out = t.on_block(nxt, [], NOW + 600, MempoolDelta(3), PICTURE)
+    (event,) = out.events
+    assert (event.kind, event.signal.status) == (EventKind.CORRECTED, Status.PENDING)
+    assert event.previous is Status.CONFIRMED and out.forks == 1
+    assert out.blocks is not None and out.blocks[-2:] == [
+        (800_001, "bb" * 32),
+        (800_002, "cc" * 32),
+    ]
+    assert t.due_checks(NOW + 601) == [whale["txid"]]
+    status = TxStatus(True, True, 800_001, "bb" * 32, NOW + 10)
+    (again,) = t.on_status(whale["txid"], status, NOW + 602).events
+    assert (again.kind, again.previous, again.signal.block_hash) == (
+        EventKind.CORRECTED, Status.CONFIRMED, "bb" * 32)  # fmt: skip
+    assert again.changes_outcome is False  # confirmed before, confirmed again: not counted twice
+
+
+def test_fork_reopens_replaced_outcomes_too() -> None:
+    """A chain resolved as replaced in an orphaned block is reopened like a confirmed one."""
+    t = tracker()
+    outpoint = (txid(), 0)
+    whale = make_tx([("a", 200 * BTC)], spends=[outpoint])
+    bump = make_tx([("a", 200 * BTC)], spends=[outpoint], fee=90_000)
+    poll(t, whale)
+    poll(t, bump, replaced=[(whale["txid"], bump)])
+    t.on_block(block(800_001, "aa" * 32), [bump["txid"]], NOW, MempoolDelta(3), PICTURE)
+    out = t.on_blocks([{**block(800_001, "dd" * 32), "previousblockhash": "00" * 32}])
+    assert [(e.signal.chain_id, e.previous) for e in out.events] == [
+        (whale["txid"], Status.REPLACED)]  # fmt: skip
+    assert t.due_checks(NOW + 1) == [bump["txid"]]
+
+
+def test_fork_across_a_restart_reopens_from_the_persisted_chain() -> None:
+    """Known blocks restored after a restart reveal a reorg that happened while away."""
+    t = tracker()
+    whale = make_tx([("a", 200 * BTC)])
+    poll(t, whale)
+    (event,) = t.on_block(block(800_001, "aa" * 32), [whale["txid"]], NOW, MempoolDelta(2),
+                          PICTURE).events  # fmt: skip
+    fresh = tracker()
+    fresh.chain.restore(t.chain.blocks())
+    fresh.remember_resolved([event.signal])
+    listed = [{**block(800_001, "bb" * 32), "previousblockhash": "00" * 32},
+              {**block(800_002, "cc" * 32), "previousblockhash": "bb" * 32}]  # fmt: skip
+    out = fresh.on_blocks(listed)
+    assert [e.signal.status for e in out.events] == [Status.PENDING] and out.forks == 1
+    assert whale["txid"] in fresh.pending
+
+
+def test_dropped_then_mined_is_a_correction_to_confirmed() -> None:
+    """A dropped whale seen in a block is corrected to confirmed, naming the withdrawn outcome."""
+    t = tracker()
+    whale = make_tx([("a", 200 * BTC)])
+    poll(t, whale)
+    t.on_status(whale["txid"], TxStatus(found=False), NOW + 62)
+    (event,) = t.on_block(block(800_005), [whale["txid"]], NOW + 900, MempoolDelta(9),
+                          PICTURE).events  # fmt: skip
+    assert (event.kind, event.previous, event.signal.status) == (
+        EventKind.CORRECTED, Status.DROPPED, Status.CONFIRMED)  # fmt: skip
+    assert event.changes_outcome is True and event.signal.corrected_from is Status.DROPPED

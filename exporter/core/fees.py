@@ -13,9 +13,10 @@ import bisect
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, TypeGuard
 
+from exporter.core.frames import Frame
 from exporter.core.models import Detection, Scoring, Urgency
 
 BLOCK_VSIZE = 1_000_000
@@ -56,10 +57,53 @@ class FeePicture:
     mempool_vbytes: float | None = None
     tip_height: int | None = None
     price_usd: float | None = None
+    price_at: float | None = None  # when the price was last heard
 
     def fresh_blocks(self, now: float, max_age: float) -> tuple[ProjectedBlock, ...]:
         fresh = self.blocks_at is not None and now - self.blocks_at <= max_age
         return self.blocks if fresh else ()
+
+
+def update_picture(picture: FeePicture, frame: Frame, now: float) -> tuple[FeePicture, str | None]:
+    """The picture after one frame, and what was wrong with its fee messages (None if nothing).
+
+    A malformed `mempool-blocks` or `fees` message is left out; the rest of the frame still
+    counts. The tip only moves up (a stale block never lowers it).
+    """
+    problem = None
+    try:
+        if frame.mempool_blocks is not None:
+            blocks = parse_mempool_blocks(frame.mempool_blocks)
+            picture = replace(picture, blocks=blocks, blocks_at=now)
+        if frame.fees is not None:
+            picture = replace(picture, recommended=parse_fees(frame.fees))
+    except (ValueError, TypeError) as exc:
+        problem = str(exc) or type(exc).__name__
+    info = frame.mempool_info
+    if info is not None:
+        size, vbytes = info.get("size"), info.get("bytes")
+        if isinstance(size, int) and _finite(vbytes):
+            picture = replace(picture, mempool_count=size, mempool_vbytes=float(vbytes))
+    heights = [b.get("height") for b in (frame.blocks or []) if isinstance(b, dict)]
+    if frame.block is not None and not frame.block.get("stale"):
+        heights.append(frame.block.get("height"))
+    valid = [h for h in heights if isinstance(h, int) and not isinstance(h, bool)]
+    if valid:
+        picture = replace(picture, tip_height=max([*valid, picture.tip_height or 0]))
+    usd = (frame.prices or {}).get("USD")
+    if _finite(usd) and usd > 0:
+        picture = with_price(picture, float(usd), now)
+    return picture, problem
+
+
+def with_price(picture: FeePicture, usd: float | None, now: float) -> FeePicture:
+    """The picture with a price heard at `now`; None forgets the price."""
+    return replace(picture, price_usd=usd, price_at=None if usd is None else now)
+
+
+def price_expired(picture: FeePicture, now: float, max_age: float) -> bool:
+    """Whether the price is older than `max_age` (an old price is worse than none)."""
+    return picture.price_at is not None and now - picture.price_at > max_age
 
 
 def parse_mempool_blocks(items: Sequence[Any]) -> tuple[ProjectedBlock, ...]:
@@ -90,7 +134,7 @@ def parse_fees(item: Mapping[str, Any]) -> dict[str, float]:
     return levels
 
 
-def _finite(value: Any) -> bool:
+def _finite(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 

@@ -101,9 +101,11 @@ class Signal:
     urgency_score: float = 0.0
     urgency_level: Urgency = Urgency.LOW
     urgency_fallback: bool = True
-    predicted_blocks: int | None = None
+    predicted_blocks: int | None = None  # the newest prediction, made at `tip_height`
     predicted_height: int | None = None
     tip_height: int | None = None
+    first_predicted_blocks: int | None = None  # the prediction at detection, before any bump
+    first_tip_height: int | None = None
     value_usd: float | None = None
     chain: list[str] = field(default_factory=list)
     status: Status = Status.PENDING
@@ -114,6 +116,7 @@ class Signal:
     replaced_out: bool = False
     backfilled: bool = False
     outpoints: tuple[tuple[str, int], ...] = ()  # spent by `txid`: a conflict is a replacement
+    corrected_from: Status | None = None  # the outcome counted before its latest correction
     seen_in_mempool: bool = True  # False: first found in a block by the audit
     value_is_gross: bool = False  # True: no prevouts, so change could not be told apart
 
@@ -134,7 +137,7 @@ class Signal:
 
     @property
     def confirmation_blocks(self) -> int | None:
-        """Blocks actually waited: confirmation height minus the tip at detection."""
+        """Blocks actually waited since the newest prediction: height minus its tip."""
         if self.block_height is None or self.tip_height is None:
             return None
         return max(self.block_height - self.tip_height, 1)
@@ -149,8 +152,33 @@ class Signal:
             return None
         return blocks <= self.predicted_blocks
 
+    @property
+    def first_hit(self) -> bool | None:
+        """Whether the prediction made at detection held (None when none was tested)."""
+        if self.status in (Status.DROPPED, Status.EXPIRED):
+            return False
+        height, tip, blocks = self.block_height, self.first_tip_height, self.first_predicted_blocks
+        if self.replaced_out or height is None or tip is None or blocks is None:
+            return None
+        return max(height - tip, 1) <= blocks
+
     def apply(self, detection: Detection, scoring: Scoring) -> None:
-        """Take the fee, value and score of the chain's newest transaction."""
+        """Take the fee, value and score of the chain's newest transaction.
+
+        Each prediction keeps the tip it was made at, so it is judged from there.
+        """
+        self.take(detection)
+        self.urgency_score = scoring.urgency_score
+        self.urgency_level = scoring.urgency_level
+        self.urgency_fallback = scoring.urgency_fallback
+        self.predicted_blocks = scoring.predicted_blocks
+        self.predicted_height = scoring.predicted_height
+        self.tip_height = scoring.tip_height
+        if scoring.value_usd is not None:
+            self.value_usd = scoring.value_usd
+
+    def take(self, detection: Detection) -> None:
+        """Take what the chain's newest transaction says about itself (no new prediction)."""
         self.txid = detection.txid
         self.value_sats = detection.value_sats
         self.gross_sats = detection.gross_sats
@@ -161,13 +189,6 @@ class Signal:
         self.bip125 = detection.bip125
         self.outpoints = detection.outpoints
         self.value_is_gross = detection.value_is_gross
-        self.urgency_score = scoring.urgency_score
-        self.urgency_level = scoring.urgency_level
-        self.urgency_fallback = scoring.urgency_fallback
-        self.predicted_blocks = scoring.predicted_blocks
-        self.predicted_height = scoring.predicted_height
-        if scoring.value_usd is not None:
-            self.value_usd = scoring.value_usd
 
     @classmethod
     def new(
@@ -187,7 +208,8 @@ class Signal:
             flow=detection.flow,
             entity=detection.entity,
             bip125=detection.bip125,
-            tip_height=scoring.tip_height,
+            first_predicted_blocks=scoring.predicted_blocks,
+            first_tip_height=scoring.tip_height,
             chain=[detection.txid],
             backfilled=backfilled,
         )
@@ -202,14 +224,23 @@ class Signal:
 class EventKind(StrEnum):
     DETECTED = "detected"  # a new whale
     REPLACED = "replaced"  # the chain gained a member (still pending, or replaced out)
-    RESOLVED = "resolved"  # reached an outcome
-    CORRECTED = "corrected"  # an outcome was wrong (dropped then mined, or a reorg)
+    RESOLVED = "resolved"  # reached its first outcome
+    CORRECTED = "corrected"  # an outcome was wrong: reopened by a reorg, or resolved again
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
     kind: EventKind
     signal: Signal  # a snapshot taken when the event happened
+    previous: Status | None = None  # CORRECTED: the outcome counted before (None: none yet)
+
+    @property
+    def changes_outcome(self) -> bool:
+        """Whether the signal now has an outcome that was not counted for it before."""
+        outcome = self.signal.outcome
+        if self.kind is EventKind.RESOLVED:
+            return outcome is not None
+        return self.kind is EventKind.CORRECTED and outcome not in (None, self.previous)
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,7 +89,7 @@ class PrevoutFill:
         p = self.p
         now = p.clock()
         tx = full if full is not None else frame_tx
-        out = p.tracker.on_delta(MempoolDelta(None, added=[tx]), now, p.scorer, p.floor_sats())
+        out = p.tracker.on_delta(MempoolDelta(None, added=[tx]), now, p.picture)
         status = tx.get("status")
         if isinstance(status, dict) and status.get("confirmed") is True:  # mined meanwhile
             height, block_hash = status.get("block_height"), status.get("block_hash")

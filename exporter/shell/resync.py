@@ -282,7 +282,7 @@ class Resync:
             return 0
         p.metrics.resync_examined.labels(source).inc(len(txs))
         delta = MempoolDelta(None, added=txs)
-        out = p.tracker.on_delta(delta, p.clock(), p.scorer, p.floor_sats(), backfilled=True)
+        out = p.tracker.on_delta(delta, p.clock(), p.picture, backfilled=True)
         out.seen = 0  # not stream traffic
         await p.publish(out)
         return sum(1 for event in out.events if event.kind is EventKind.DETECTED)

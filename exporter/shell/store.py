@@ -114,6 +114,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             data VARCHAR NOT NULL
         )""",
     ),
+    # 8: each prediction with its own tip (repairs rows a fee bump left with the first tip),
+    # the first prediction kept apart, the outcome a correction replaced, and the known blocks
+    (
+        "ALTER TABLE signals ADD COLUMN first_predicted_blocks INTEGER",
+        "ALTER TABLE signals ADD COLUMN first_tip_height INTEGER",
+        "ALTER TABLE signals ADD COLUMN corrected_from VARCHAR",
+        "UPDATE signals SET first_predicted_blocks = predicted_blocks, "
+        "first_tip_height = tip_height WHERE coalesce(len(chain), 1) <= 1",
+        "UPDATE signals SET tip_height = predicted_height - predicted_blocks "
+        "WHERE predicted_height IS NOT NULL AND predicted_blocks IS NOT NULL",
+        "CREATE TABLE blocks (height INTEGER PRIMARY KEY, hash VARCHAR NOT NULL)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -123,11 +135,13 @@ COLUMNS = (
     "urgency_level", "urgency_fallback", "bip125", "predicted_blocks", "predicted_height",
     "tip_height", "value_usd", "chain", "resolved_at", "block_height", "block_hash",
     "removed_at", "replaced_out", "backfilled", "outpoints", "seen_in_mempool", "value_is_gross",
+    "first_predicted_blocks", "first_tip_height", "corrected_from",
 )  # fmt: skip
 ENUMS: dict[str, Callable[[Any], Any]] = {
     "flow": Flow,
     "status": Status,
     "urgency_level": Urgency,
+    "corrected_from": Status,
 }
 
 
@@ -136,7 +150,7 @@ def row_of(signal: Signal) -> tuple[Any, ...]:
         if name == "outpoints":
             return [f"{txid}:{vout}" for txid, vout in signal.outpoints]
         item = getattr(signal, name)
-        return item.value if name in ENUMS else item
+        return item.value if name in ENUMS and item is not None else item
 
     return tuple(value(name) for name in COLUMNS)
 
@@ -144,7 +158,7 @@ def row_of(signal: Signal) -> tuple[Any, ...]:
 def signal_of(row: Sequence[Any]) -> Signal:
     values = dict(zip(COLUMNS, row, strict=True))
     for name, kind in ENUMS.items():
-        values[name] = kind(values[name])
+        values[name] = None if values[name] is None else kind(values[name])
     values["chain"] = list(values["chain"] or [values["txid"]])
     values["replaced_out"] = bool(values["replaced_out"])
     values["backfilled"] = bool(values["backfilled"])
@@ -483,6 +497,13 @@ class Store:
         tail = f"{where} ORDER BY detected_at DESC LIMIT ?"
         return await self.read(_select_signals, tail, params)
 
+    async def save_blocks(self, blocks: list[tuple[int, str]]) -> None:
+        """Persist the known chain (height, hash): it replaces the one saved before."""
+        await self.write(_save_blocks, blocks)
+
+    async def load_blocks(self) -> list[tuple[int, str]]:
+        return await self.read(_load_blocks)
+
     async def summary(self, since: float) -> dict[str, Any]:
         return await self.read(_summary, since)
 
@@ -601,6 +622,21 @@ def _summary(cursor: Connection, since: float) -> dict[str, Any]:
         },
         "outcomes": {status: int(count) for status, count in outcomes},
     }
+
+
+def _load_blocks(cursor: Connection) -> list[tuple[int, str]]:
+    rows = cursor.execute("SELECT height, hash FROM blocks ORDER BY height").fetchall()
+    return [(int(height), str(block_hash)) for height, block_hash in rows]
+
+
+def _save_blocks(con: Connection, blocks: list[tuple[int, str]]) -> None:
+    con.execute("DELETE FROM blocks")
+    if blocks:
+        heights, hashes = zip(*blocks, strict=True)
+        con.execute(
+            "INSERT INTO blocks SELECT unnest(?::INTEGER[]), unnest(?::VARCHAR[])",
+            [list(heights), list(hashes)],
+        )
 
 
 def _delete_before(con: Connection, cutoff: float) -> int:
