@@ -218,10 +218,10 @@ class Pipeline:
             return
         try:
             await self.store.save_blocks(blocks)
-        except Exception:
+        except Exception as exc:  # a sick disk: the store's health says so; retried next tick
             self._unsaved_blocks = self._unsaved_blocks or blocks
             self.metrics.store_errors.inc()
-            log.exception("store write of the known blocks failed; retried at the next tick")
+            throttled.warning("blocks", "saving the known blocks failed (retried): %s", exc)
 
     async def flush(self) -> None:
         """Save what the store and the known chain still hold in memory (at shutdown)."""
