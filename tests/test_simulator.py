@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import tracemalloc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -474,7 +475,7 @@ async def test_rest_endpoints_answer_like_the_backend(sim: SimulatedMempool) -> 
         assert len((await http.get("/api/v1/fees/mempool-blocks")).json()) == 1
         esplora = (await http.get(f"/api/tx/{tx['txid']}")).json()
         assert "vsize" not in esplora and esplora["weight"] == tx["weight"]
-        assert (await http.get(f"/api/v1/tx/{tx['txid']}")).json()["vsize"] == 250
+        assert (await http.get(f"/api/v1/tx/{tx['txid']}")).status_code == 404  # as public
         missing = await http.get("/api/tx/" + "0" * 64)
         assert (missing.status_code, missing.text) == (404, "Transaction not found")
         assert (await http.get("/api/tx/" + "0" * 64 + "/status")).status_code == 404
@@ -544,3 +545,270 @@ async def test_module_entry_point_serves_until_sigint() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+# ------------------------------------------------------------------ issue 11: coverage routes
+
+
+async def test_txid_list_names_every_mempool_tx(sim: SimulatedMempool) -> None:
+    """``/api/mempool/txids`` and ``/api/v1/mempool/txids`` list announced, silent and tail txs."""
+    shown, hidden = payment(sim), payment(sim)
+    sim.add(shown)
+    sim.add_silently(hidden)
+    sim.fill_tail(50)
+    async with httpx.AsyncClient(base_url=sim.url) as http:
+        public = (await http.get("/api/mempool/txids")).json()
+        v1 = (await http.get("/api/v1/mempool/txids")).json()
+        tail = [t for t in public if t not in (shown["txid"], hidden["txid"])]
+        statuses = [(await http.get(f"/api/tx/{t}/status")).json() for t in tail]
+    assert sorted(public) == sorted(v1)
+    assert len(public) == len(set(public)) == 52
+    assert {shown["txid"], hidden["txid"]} <= set(public)
+    assert statuses == [{"confirmed": False}] * 50
+
+
+async def test_block_summary_lists_every_tx_with_gross_value(sim: SimulatedMempool) -> None:
+    """``/api/v1/block/:hash/summary`` strips each tx of a block, ``value`` including change."""
+    whale = sim.make_tx(outputs=[("bc1qpay", 120 * COIN), ("bc1qchange", 30 * COIN)], fee_rate=8)
+    sim.add(whale)
+    block = await sim.mine([whale["txid"], "ee" * 32])
+    async with httpx.AsyncClient(base_url=sim.url) as http:
+        summary = (await http.get(f"/api/v1/block/{block['id']}/summary")).json()
+        missing = await http.get(f"/api/v1/block/{'0' * 64}/summary")
+    assert [e["txid"] for e in summary][1:] == [whale["txid"], "ee" * 32]
+    assert len(summary) == block["tx_count"] == 3
+    assert all(
+        e.keys() == {"txid", "fee", "vsize", "value", "rate", "flags", "time"} for e in summary
+    )
+    entry = summary[1]
+    assert (entry["value"], entry["fee"], entry["vsize"]) == (150 * COIN, 2_000, 250)
+    assert (entry["rate"], entry["time"]) == (8.0, whale["firstSeen"])
+    assert entry["flags"] == whale["flags"]
+    assert summary[2]["value"] < COIN  # a tx never built reads as a small payment
+    assert missing.status_code == 404
+
+
+async def test_electrs_internal_routes_page_post_and_list_block_txs() -> None:
+    """The electrs port pages full txs in txid order (at most 1,000), answers POSTed txids and
+    lists a block's txs, all without the ``/api`` prefix."""
+    sim = SimulatedMempool(seed=4, auto=False, esplora=True)
+    await sim.start()
+    try:
+        txs = [payment(sim) for _ in range(5)]
+        for tx in txs:
+            sim.add(tx)
+        sim.fill_tail(2_400)
+        mined = payment(sim)
+        sim.add(mined)
+        block = await sim.mine([mined["txid"]])
+        async with httpx.AsyncClient(base_url=sim.esplora_url) as http:
+            pages: list[list[Frame]] = []
+            path = "/internal/mempool/txs"
+            while True:
+                page = (await http.get(path, params={"max_txs": 5_000})).json()
+                if not page:
+                    break
+                pages.append(page)
+                path = f"/internal/mempool/txs/{page[-1]['txid']}"
+            posted = await http.post(
+                "/internal/mempool/txs", json=[txs[0]["txid"], mined["txid"], "ab" * 32]
+            )
+            block_txs = (await http.get(f"/internal/block/{block['id']}/txs")).json()
+            bad = await http.post("/internal/mempool/txs", content=b"[not json")
+            prefixed = await http.get("/api/internal/mempool/txs")
+            esplora_tx = (await http.get(f"/tx/{txs[1]['txid']}")).json()
+        async with httpx.AsyncClient(base_url=sim.url) as http:
+            on_main_port = await http.get("/internal/mempool/txs")
+    finally:
+        await sim.stop()
+    assert [len(p) for p in pages] == [1_000, 1_000, 405]
+    txids = [t["txid"] for p in pages for t in p]
+    assert txids == sorted(txids) and len(set(txids)) == 2_405
+    assert {t["txid"] for t in txs} <= set(txids) and mined["txid"] not in txids
+    assert all(t["vin"][0]["prevout"]["value"] > 0 for p in pages for t in p)
+    assert all("vsize" not in t and "firstSeen" not in t for p in pages for t in p)
+    assert [t["txid"] for t in posted.json()] == [txs[0]["txid"]]
+    assert [t["txid"] for t in block_txs][1:] == [mined["txid"]]
+    assert block_txs[1]["status"]["block_hash"] == block["id"]
+    assert (bad.status_code, prefixed.status_code, on_main_port.status_code) == (400, 404, 404)
+    assert esplora_tx["vout"] == txs[1]["vout"]
+
+
+async def test_prevout_less_stream_but_rest_fills_prevouts() -> None:
+    """A bitcoind-backed instance streams ``"prevout": null``; REST gives the prevouts."""
+    sim = SimulatedMempool(seed=6, auto=False, stream_prevouts=False)
+    await sim.start()
+    try:
+        old = sim.make_tx(outputs=[("bc1qpay", 10 * COIN), ("bc1qchange", 289 * COIN)])
+        async with client(sim, {"track-mempool": True}) as ws:
+            sim.add(old)
+            await sim.flush()
+            added = (await recv(ws))["mempool-transactions"]["added"]
+            async with httpx.AsyncClient(base_url=sim.url) as http:
+                rest_old = (await http.get(f"/api/tx/{old['txid']}")).json()
+            new = sim.make_tx(
+                outputs=[("bc1qpay", 10 * COIN)],
+                spends=[(old["vin"][0]["txid"], old["vin"][0]["vout"])],
+                fee_rate=30,
+            )
+            sim.replace(old["txid"], new)
+            await sim.flush()
+            replaced = (await recv(ws))["mempool-transactions"]["replaced"]
+        async with httpx.AsyncClient(base_url=sim.url) as http:
+            rest_new = (await http.get(f"/api/tx/{new['txid']}")).json()
+    finally:
+        await sim.stop()
+    assert [i["prevout"] for i in added[0]["vin"]] == [None]
+    assert replaced[0]["by"]["vin"][0]["prevout"] is None
+    assert rest_old["vin"][0]["prevout"] == old["vin"][0]["prevout"]
+    assert rest_old["vin"][0]["prevout"]["value"] > 299 * COIN
+    assert rest_new["vin"][0]["prevout"] == old["vin"][0]["prevout"]
+    assert sim.mempool[new["txid"]]["vin"][0]["prevout"] is not None
+
+
+async def test_bare_backend_serves_rest_only_under_v1() -> None:
+    """A bare backend answers 404 on ``/api/tx/...`` and the tip, and serves them under v1."""
+    sim = SimulatedMempool(seed=8, auto=False, backend="bare", stream_prevouts=False)
+    await sim.start()
+    try:
+        tx = payment(sim)
+        sim.add(tx)
+        block = await sim.mine([])
+        txid = tx["txid"]
+        async with httpx.AsyncClient(base_url=sim.url) as http:
+            gone = [
+                (await http.get(p)).status_code
+                for p in (f"/api/tx/{txid}", f"/api/tx/{txid}/status", "/api/blocks/tip/height")
+            ]
+            full = (await http.get(f"/api/v1/tx/{txid}")).json()
+            status = (await http.get(f"/api/v1/tx/{txid}/status")).json()
+            height = (await http.get("/api/v1/blocks/tip/height")).text
+            txids = (await http.get("/api/v1/mempool/txids")).json()
+            summary = await http.get(f"/api/v1/block/{block['id']}/summary")
+    finally:
+        await sim.stop()
+    assert gone == [404, 404, 404]
+    assert full["vin"][0]["prevout"] == tx["vin"][0]["prevout"] and full["vsize"] == 250
+    assert status == {"confirmed": False}
+    assert int(height) == block["height"]
+    assert txids == [txid]
+    assert summary.status_code == 200 and len(summary.json()) == 1
+
+
+async def test_public_mode_hides_v1_tx_but_serves_rbf(sim: SimulatedMempool) -> None:
+    """As on mempool.space, ``/api/v1/tx/:txid`` is 404 while ``/api/v1/tx/:txid/rbf`` answers."""
+    old = payment(sim)
+    sim.add(old)
+    new = payment(sim, spends=[(old["vin"][0]["txid"], old["vin"][0]["vout"])], fee_rate=40)
+    sim.replace(old["txid"], new)
+    async with httpx.AsyncClient(base_url=sim.url) as http:
+        hidden = await http.get(f"/api/v1/tx/{new['txid']}")
+        rbf = (await http.get(f"/api/v1/tx/{old['txid']}/rbf")).json()
+    assert hidden.status_code == 404
+    assert rbf["replacements"]["tx"]["txid"] == new["txid"]
+
+
+# ------------------------------------------------------------------ scenario helpers
+
+
+async def test_add_silently_never_reaches_the_stream(sim: SimulatedMempool) -> None:
+    """A silently added tx is in the mempool and on REST but in no ``added`` list."""
+    quiet, loud = payment(sim), payment(sim)
+    async with client(sim, {"track-mempool": True}) as ws:
+        sim.add_silently(quiet)
+        sim.add(loud)
+        await sim.flush()
+        added = (await recv(ws))["mempool-transactions"]["added"]
+    async with httpx.AsyncClient(base_url=sim.url) as http:
+        served = (await http.get(f"/api/tx/{quiet['txid']}")).status_code
+    assert [t["txid"] for t in added] == [loud["txid"]]
+    assert quiet["txid"] in sim.mempool and served == 200
+
+
+async def test_bury_puts_a_whale_below_every_projected_list(sim: SimulatedMempool) -> None:
+    """After ``bury`` a lower-fee whale is in no projected-block list, though in the mempool."""
+    fillers = sim.bury()
+    whale = payment(sim, btc=500, fee_rate=2)
+    sim.add_silently(whale)
+    await sim.flush()
+    listed: set[str] = set()
+    async with connect(ws_url(sim), max_size=None) as ws:
+        await recv(ws)
+        for index in range(8):
+            (frame,) = await send(ws, {"track-mempool-block": index})
+            update = frame["projected-block-transactions"]
+            listed |= {e[0] for e in update["blockTransactions"]}
+    assert len(fillers) == 180 and whale["txid"] in sim.mempool
+    assert listed and listed <= set(fillers)
+    assert whale["txid"] not in listed
+
+
+async def test_mine_a_whale_that_never_entered_the_mempool(sim: SimulatedMempool) -> None:
+    """``mine(unseen=[tx])`` confirms a tx no client was ever told of; REST knows it."""
+    whale = payment(sim, btc=300)
+    async with client(sim, {"track-mempool": True}) as ws:
+        block = await sim.mine([], unseen=[whale])
+        delta = (await recv(ws))["mempool-transactions"]
+    async with httpx.AsyncClient(base_url=sim.url) as http:
+        status = (await http.get(f"/api/tx/{whale['txid']}/status")).json()
+        summary = (await http.get(f"/api/v1/block/{block['id']}/summary")).json()
+    assert delta["added"] == [] and delta["mined"][1:] == [whale["txid"]]
+    assert whale["txid"] not in sim.mempool
+    assert status["block_hash"] == block["id"]
+    assert summary[1]["value"] == 300 * COIN
+
+
+async def test_rest_counts_and_injected_faults(sim: SimulatedMempool) -> None:
+    """Per-route counters see every request; faults answer 429 + Retry-After, 500, or hang."""
+    tx = payment(sim)
+    sim.add(tx)
+    path = f"/api/tx/{tx['txid']}"
+    sim.fail("/api/tx/:txid", 429, retry_after=7, times=1)
+    sim.fail("/api/blocks/tip/height", 500)
+    async with httpx.AsyncClient(base_url=sim.url) as http:
+        limited, served = await http.get(path), await http.get(path)
+        broken = await http.get("/api/blocks/tip/height")
+        sim.fail(path, hang=True)
+        hanging = asyncio.create_task(http.get(path))
+        async with asyncio.timeout(TIMEOUT):
+            await sim.wait_until(lambda s: s.rest_calls("/api/tx/:txid") == 3)
+        assert not hanging.done()
+        sim.clear_faults()
+        released = await hanging
+        healed = await http.get("/api/blocks/tip/height")
+    assert (limited.status_code, limited.headers["retry-after"]) == (429, "7")
+    assert served.json()["txid"] == tx["txid"]
+    assert (broken.status_code, released.status_code, healed.status_code) == (500, 503, 200)
+    assert sim.rest_calls("/api/tx/:txid") == 3
+    assert sim.rest_calls("/api/blocks/tip/height") == 2
+
+
+async def test_flapping_accepts_then_closes_at_once(sim: SimulatedMempool) -> None:
+    """In flapping mode every WebSocket is accepted and closed straight away (1001)."""
+    sim.flapping = True
+    for _ in range(2):
+        async with connect(ws_url(sim)) as ws:
+            async with asyncio.timeout(TIMEOUT):
+                await ws.wait_closed()
+            assert ws.close_code == 1001
+    sim.flapping = False
+    async with client(sim) as ws:
+        assert sim.connections == 1
+    assert sim.connection_count == 3
+
+
+def test_fill_tail_builds_a_large_mempool_in_little_memory() -> None:
+    """200,000 tail txs take a few MB: 32 bytes of txid and 8 of order each, bodies on demand."""
+    sim = SimulatedMempool(seed=2, auto=False)
+    tracemalloc.start()
+    try:
+        sim.fill_tail(200_000, whale_every=10_000)
+        kept, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert kept < 12_000_000
+    txids = sim.model.txids_after(None, 5)
+    assert all(len(t) == 64 for t in txids) and txids == sorted(txids)
+    bodies = [sim.model.lookup(t) for t in sim.model.all_txids()[:20_000]]
+    whales = [b for b in bodies if b and tx_value(b) >= 100 * COIN]
+    assert len(whales) == 2 and all(b and b["fee"] / b["vsize"] < 2 for b in bodies)

@@ -5,22 +5,29 @@ from __future__ import annotations
 import random
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.sim.txmath import (
     COIN,
+    FLAG_RBF,
+    FLAG_SIGHASH_ALL,
+    FLAG_V2,
     SEQUENCE_FINAL,
+    SEQUENCE_RBF,
     Tx,
     bounded_put,
     fee_range,
     median,
     output_of,
+    stripped,
+    tx_flags,
     tx_rate,
 )
 
 MAX_CONFIRMED_BODIES = 10_000
 MAX_KEPT_BLOCKS = 100
+MAX_SUMMARY_BLOCKS = 32
 INITIAL_TIP_HEIGHT = 900_000
 _POOLS = (
     (111, "Foundry USA", "foundryusa"),
@@ -34,10 +41,59 @@ _POOLS = (
 
 @dataclass
 class Block:
-    """A block object as the backend sends it, with its txids in block order (coinbase first)."""
+    """A block object as the backend sends it, with its txids in block order (coinbase first).
+
+    ``known`` holds the summary entries of the txs the simulator built (kept for the last
+    ``MAX_SUMMARY_BLOCKS`` blocks); other txs are summarised as small payments.
+    """
 
     block: dict[str, Any]
     txids: list[str]
+    known: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def summary(self) -> list[dict[str, Any]]:
+        """``/api/v1/block/:hash/summary``: every tx as ``{txid, fee, vsize, value, rate, flags,
+        time}``, ``value`` being the gross output sum."""
+        block_time = int(self.block["timestamp"])
+        return [self.known.get(t) or unseen_entry(t, block_time) for t in self.txids]
+
+
+def summary_entry(tx: Mapping[str, Any]) -> dict[str, Any]:
+    """One tx as the block summary lists it."""
+    return {
+        **stripped(tx),
+        "flags": tx_flags(tx),
+        "time": int(tx.get("firstSeen") or 0),
+    }
+
+
+def unseen_entry(txid: str, block_time: int) -> dict[str, Any]:
+    """A summary entry for a tx whose body the simulator never built: a small payment."""
+    value = 10_000 + int(txid[:5], 16)  # at most about 0.01 BTC
+    return {
+        "txid": txid,
+        "fee": 1_000,
+        "vsize": 250,
+        "value": value,
+        "rate": 4.0,
+        "flags": FLAG_SIGHASH_ALL | FLAG_V2 | FLAG_RBF,
+        "time": block_time,
+    }
+
+
+def unseen_tx(txid: str, block: Mapping[str, Any]) -> Tx:
+    """A confirmed body for a tx the simulator never built, matching its `unseen_entry`."""
+    entry = unseen_entry(txid, int(block["timestamp"]))
+    prevout = output_of("bc1q" + txid[:38], entry["value"] + entry["fee"])
+    return {
+        "txid": txid, "version": 2, "locktime": 0,
+        "vin": [{"txid": txid[::-1], "vout": 0, "is_coinbase": False,
+                 "sequence": SEQUENCE_RBF, "prevout": prevout}],
+        "vout": [output_of("bc1q" + txid[-38:], entry["value"])],
+        "size": 250, "weight": 1_000, "fee": entry["fee"],
+        "status": {"confirmed": True, "block_height": block["height"],
+                   "block_hash": block["id"], "block_time": block["timestamp"]},
+    }  # fmt: skip
 
 
 class Chain:
@@ -162,7 +218,8 @@ class Chain:
         all_txids = [coinbase_txid, *txids]
         block = self.make_block(height, previous, all_txids, bodies, timestamp=now)
         coinbase = self._coinbase(coinbase_txid, height, int(block["extras"]["reward"]), payout)
-        entry = Block(block, all_txids)
+        known = {str(b["txid"]): summary_entry(b) for b in (coinbase, *bodies)}
+        entry = Block(block, all_txids, known)
         self.blocks.append(entry)
         self.by_hash[str(block["id"])] = entry
         status = {
@@ -181,6 +238,8 @@ class Chain:
         return entry
 
     def _trim(self) -> None:
+        if len(self.blocks) > MAX_SUMMARY_BLOCKS:
+            self.blocks[-MAX_SUMMARY_BLOCKS - 1].known.clear()
         while len(self.blocks) > MAX_KEPT_BLOCKS:
             del self.blocks[0]
         while len(self.by_hash) > MAX_KEPT_BLOCKS + 32:

@@ -20,12 +20,12 @@ import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from exporter.sim import auto as auto_mode
 from exporter.sim.builder import DEMO_EXCHANGE_ADDRESSES
 from exporter.sim.model import MempoolModel
-from exporter.sim.server import MempoolServer
+from exporter.sim.server import Fault, MempoolServer
 from exporter.sim.txmath import (
     COIN,
     Projection,
@@ -76,14 +76,20 @@ class SimulatedMempool:
         exchange_addresses: Mapping[str, str] | None = None,
         prices_up: bool = True,
         clock: Callable[[], float] = time.time,
+        backend: Literal["public", "bare"] = "public",
+        stream_prevouts: bool = True,
+        esplora: bool = False,
     ) -> None:
         self._clock = clock
+        self.esplora = esplora
         self.auto = auto
         self.block_interval = block_interval
         self.poll_interval = poll_interval
         self.model = MempoolModel(now=clock(), seed=seed, exchange_addresses=exchange_addresses)
         self.model.prices_up = prices_up
+        self.model.stream_prevouts = stream_prevouts
         self.server = MempoolServer(self.model, clock)
+        self.server.bare = backend == "bare"
         self.traffic = auto_mode.AutoTraffic(self.model, tx_rate=tx_rate, whale_rate=whale_rate)
         self._auto_task: asyncio.Task[None] | None = None
         if auto:
@@ -94,6 +100,8 @@ class SimulatedMempool:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         """Listen on host:port (0 picks a free port) and start the auto loop if enabled."""
         await self.server.start(host, port)
+        if self.esplora:
+            await self.server.start_electrs(host)
         if self.auto:
             self._auto_task = asyncio.create_task(
                 auto_mode.run(
@@ -131,6 +139,13 @@ class SimulatedMempool:
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:40123``; the socket is at ``/api/v1/ws``."""
         return self.server.url
+
+    @property
+    def esplora_url(self) -> str:
+        """The electrs REST base (``esplora=True``), e.g. ``http://127.0.0.1:40124``."""
+        if self.server.electrs is None:
+            raise RuntimeError("start a SimulatedMempool(esplora=True) first")
+        return self.server.electrs.url
 
     # ---------------------------------------------------------------- introspection and knobs
 
@@ -207,6 +222,10 @@ class SimulatedMempool:
         """Whales per second in auto mode."""
         return self.traffic.whale_rate
 
+    def rest_calls(self, route: str) -> int:
+        """REST requests so far to a route such as ``/api/tx/:txid`` (see `route_key`)."""
+        return self.server.rest_counts[route]
+
     async def wait_until(self, condition: Callable[[SimulatedMempool], bool]) -> None:
         """Wait until ``condition(self)`` holds; wrap it in ``asyncio.timeout``.
 
@@ -253,6 +272,29 @@ class SimulatedMempool:
         """Enter a tx; one spending a mempool tx's outpoint replaces it (n conflicts, n pairs)."""
         self.model.add(tx, self._clock())
 
+    def add_silently(self, tx: Mapping[str, Any]) -> None:
+        """Enter a tx no poll announces, as if clients had missed it (e.g. during an outage)."""
+        self.model.add_silently(tx, self._clock())
+
+    def bury(
+        self, vsize: int = 9_000_000, *, fee_rate: float = 5.0, silently: bool = False
+    ) -> list[str]:
+        """Add ``vsize`` vB of 50 kvB txs at ``fee_rate``: a tx paying less sits below every
+        projected-block list (~8 MvB). Returns their txids."""
+        txids = []
+        for _ in range(-(-vsize // 50_000)):
+            tx = self.make_tx(
+                outputs=[(self.random_address(), COIN)], fee_rate=fee_rate, vsize=50_000
+            )
+            (self.add_silently if silently else self.add)(tx)
+            txids.append(str(tx["txid"]))
+        return txids
+
+    def fill_tail(self, count: int, *, whale_every: int = 0) -> None:
+        """Put ``count`` unannounced 1-2 sat/vB txs in the mempool, cheaply (700,000 in seconds);
+        every ``whale_every``-th moves 100-300 BTC. Served by REST, not in ``mempool``."""
+        self.model.fill_tail(count, self._clock(), whale_every=whale_every)
+
     def replace(self, old_txid: str, new_tx: Mapping[str, Any]) -> None:
         """RBF: next poll has old in ``removed``, new in ``added`` and the pair in ``replaced``."""
         self.model.replace(old_txid, new_tx, self._clock())
@@ -267,7 +309,11 @@ class SimulatedMempool:
         return self.model.sequence
 
     async def mine(
-        self, txids: Sequence[str] | None = None, *, stale: bool = False
+        self,
+        txids: Sequence[str] | None = None,
+        *,
+        stale: bool = False,
+        unseen: Sequence[Mapping[str, Any]] = (),
     ) -> dict[str, Any]:
         """Mine a block and send ONE frame: ``block`` + ``mempool-transactions`` (``mined``).
 
@@ -275,14 +321,15 @@ class SimulatedMempool:
         mined as never-seen txs, and txs built with ``make_tx`` but never added are mined with
         their bodies (knocking out conflicting mempool txs, reported in ``replaced``).
         Pending scripted changes are flushed first. ``stale=True`` sends a stale sibling of
-        the tip (``"stale": true``) that changes nothing: no sequence, no ``mined``.
+        the tip (``"stale": true``) that changes nothing: no sequence, no ``mined``. ``unseen``
+        txs are mined after ``txids`` without ever entering the mempool.
         """
         await self.flush()
         now = self._clock()
         if stale:
             block, event = self.model.mine_stale(txids or [], now)
         else:
-            block, event = self.model.mine(txids, now)
+            block, event = self.model.mine(txids, now, unseen)
         self.server.broadcast(event)
         return copy_block(block)
 
@@ -307,6 +354,27 @@ class SimulatedMempool:
     def set_in_sync(self, in_sync: bool) -> None:
         """Out of sync, messages keep flowing with the sequence repeated."""
         self.model.in_sync = in_sync
+
+    @property
+    def flapping(self) -> bool:
+        """True: every WebSocket is accepted and then closed at once (1001)."""
+        return self.server.flapping
+
+    @flapping.setter
+    def flapping(self, on: bool) -> None:
+        self.server.flapping = on
+
+    def fail(
+        self, route: str, status: int = 500, *, retry_after: float | None = None,
+        times: int | None = None, hang: bool = False,
+    ) -> None:  # fmt: skip
+        """Fail REST requests to ``route`` (``/api/tx/:txid`` or an exact path) with ``status``
+        (and ``Retry-After``), or leave them hanging (``hang``); ``times`` None: until cleared."""
+        self.server.inject(route, Fault(status, retry_after, times, hang))
+
+    def clear_faults(self) -> None:
+        """Remove every REST fault and answer hanging requests (503)."""
+        self.server.clear_faults()
 
     async def drop_connections(self) -> None:
         """Close every client WebSocket (1001) and wait until their handlers have ended."""

@@ -7,6 +7,7 @@ returns a `Broadcast` for the socket shell (`exporter.sim.server`) to send.
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from collections import deque
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 
 from exporter.sim.builder import TxBuilder
+from exporter.sim.bulk import BulkTail
 from exporter.sim.chain import MAX_CONFIRMED_BODIES, Chain
 from exporter.sim.txmath import (
     BLOCK_VSIZE,
@@ -26,6 +28,7 @@ from exporter.sim.txmath import (
     copy_tx,
     mempool_info,
     project,
+    select_template,
     socket_fees,
     stripped,
     tx_flags,
@@ -95,11 +98,47 @@ class MempoolModel:
         self._new_txs: deque[dict[str, Any]] = deque(maxlen=6)
         self._arrivals: deque[tuple[float, int]] = deque()
         self._projection: Projection | None = None
+        self._sorted: list[str] | None = None
+        self.tail: BulkTail | None = None
+        self.stream_prevouts = True
         self.chain.build_history(now, self.builder.random_address)
 
     def lookup(self, txid: str) -> Tx | None:
         """A mempool or recently confirmed tx body (the model's own, do not mutate)."""
-        return self.txs.get(txid) or self.chain.confirmed.get(txid)
+        found = self.txs.get(txid) or self.chain.confirmed.get(txid)
+        if found is None and self.tail is not None:
+            found = self.tail.get(txid)
+        return found
+
+    def in_mempool(self, txid: str) -> bool:
+        """Whether the mempool (tail included) holds ``txid``."""
+        return txid in self.txs or (self.tail is not None and txid in self.tail)
+
+    def fill_tail(self, count: int, now: float, *, whale_every: int = 0) -> None:
+        """Put ``count`` unannounced low-fee txs (1-2 sat/vB) in the mempool (see `BulkTail`)."""
+        self.tail = BulkTail(count, seed=self.rng.getrandbits(32), now=now, whale_every=whale_every)
+
+    def all_txids(self) -> list[str]:
+        """Every txid in the mempool, tail included (``/api/mempool/txids``)."""
+        tail = self.tail.txids() if self.tail is not None else ()
+        return [*self.txs, *tail]
+
+    def txids_after(self, last: str | None, limit: int) -> list[str]:
+        """Up to ``limit`` mempool txids in txid order, strictly after ``last``."""
+        if self._sorted is None:
+            self._sorted = sorted(self.txs)
+        start = 0 if last is None else bisect.bisect_right(self._sorted, last)
+        page = self._sorted[start : start + limit]
+        if self.tail is not None:
+            page = sorted([*page, *self.tail.after(last, limit)])[:limit]
+        return page
+
+    def totals(self) -> tuple[int, int, int]:
+        """Count, vsize and fees of the whole mempool, tail included."""
+        tail = self.tail
+        vsize = sum(tx_vsize(t) for t in self.txs.values()) + (tail.vsize if tail else 0)
+        fees = sum(int(t["fee"]) for t in self.txs.values()) + (tail.fees if tail else 0)
+        return len(self.txs) + (len(tail) if tail else 0), vsize, fees
 
     # ---------------------------------------------------------------- scripted changes
 
@@ -147,12 +186,15 @@ class MempoolModel:
 
     def remove(self, txid: str) -> None:
         """Evict/expire a tx (and its descendants): they show in the next poll's ``removed``."""
+        if self.tail is not None and self.tail.take(txid) is not None:
+            self._pending_removed[txid] = None
         self._drop(txid)
 
     def _insert(self, tx: Tx, now: float) -> None:
         txid = str(tx["txid"])
         tx["status"] = {"confirmed": False}
         self.txs[txid] = tx
+        self._sorted = None
         for i in tx["vin"]:
             self.spent_by[(i["txid"], int(i["vout"]))] = txid
         if txid in self._pending_removed:
@@ -172,6 +214,7 @@ class MempoolModel:
         tx = self.txs.pop(txid, None)
         if tx is None:
             return None
+        self._sorted = None
         for i in tx["vin"]:
             op = (i["txid"], int(i["vout"]))
             if self.spent_by.get(op) == txid:
@@ -235,7 +278,7 @@ class MempoolModel:
     def stats(self, projection: Projection, now: float) -> dict[str, Any]:
         """The ``want: stats`` messages."""
         return {
-            "mempoolInfo": mempool_info(self.txs.values()),
+            "mempoolInfo": mempool_info(self.totals()),
             "vBytesPerSecond": self.vbytes_per_second(now),
             "fees": socket_fees(projection),
             "transactions": list(self._new_txs),
@@ -249,10 +292,10 @@ class MempoolModel:
             return None
         sequence = self._next_sequence()
         projection = self.refresh_projection()
-        added = list(self._pending_added.values())
+        added = [self.streamed(t) for t in self._pending_added.values()]
         by_txid = {str(t["txid"]): t for t in added}
         replaced = [
-            {"replaced": old, "by": by_txid.get(new) or self.txs[new]}
+            {"replaced": old, "by": by_txid.get(new) or self.streamed(self.txs[new])}
             for old, new in self._pending_replaced
             if new in by_txid or new in self.txs
         ]
@@ -270,36 +313,35 @@ class MempoolModel:
 
     def select_template(self, limit: int = BLOCK_VSIZE - 1_000) -> list[str]:
         """A miner's choice: best fee rates first, parents before children, up to ``limit`` vB."""
-        chosen: list[str] = []
-        included: set[str] = set()
-        used = 0
-        for tx in sorted(self.txs.values(), key=lambda t: (-tx_rate(t), t["firstSeen"])):
-            vsize = tx_vsize(tx)
-            if used + vsize > limit:
-                if limit - used < 200:
-                    break
-                continue
-            parents = {i["txid"] for i in tx["vin"] if i["txid"] in self.txs}
-            if not parents <= included:
-                continue
-            chosen.append(str(tx["txid"]))
-            included.add(str(tx["txid"]))
-            used += vsize
-        return chosen
+        return select_template(self.txs, limit)
 
-    def mine(self, txids: Sequence[str] | None, now: float) -> tuple[dict[str, Any], Broadcast]:
+    def streamed(self, tx: Tx) -> Tx:
+        """A tx as the stream carries it: without prevouts when the instance has none."""
+        if self.stream_prevouts:
+            return tx
+        return {**tx, "vin": [{**i, "prevout": None} for i in tx["vin"]]}
+
+    def mine(
+        self, txids: Sequence[str] | None, now: float, unseen: Sequence[Mapping[str, Any]] = ()
+    ) -> tuple[dict[str, Any], Broadcast]:
         """Mine a block: ONE broadcast with ``block`` and the delta's ``mined`` (poll first).
 
         ``txids`` default to `select_template`; unknown txids are mined as never-seen txs, and
-        txs built but never added are mined with their bodies (knocking out conflicting mempool
-        txs, reported in ``replaced`` and in a later poll's ``removed``).
+        txs built but never added (or given in ``unseen``, mined after ``txids``) with their
+        bodies, knocking out conflicting mempool txs (reported in ``replaced`` and in a later
+        poll's ``removed``).
         """
-        selected = list(dict.fromkeys(txids if txids is not None else self.select_template()))
+        chosen = txids if txids is not None else self.select_template()
+        extra = {str(t["txid"]): copy_tx(t) for t in unseen}
+        selected = list(dict.fromkeys([*chosen, *extra]))
         bodies: list[Tx] = []
         conflicts: list[tuple[str, Tx]] = []
         for txid in selected:
             body = self._take(txid)
-            if body is None and (built := self.builder.built(txid)) is not None:
+            if body is None and self.tail is not None:
+                body = self.tail.take(txid)
+            built = None if body else extra.get(txid) or self.builder.built(txid)
+            if built is not None:
                 body = built
                 for i in built["vin"]:
                     other = self.spent_by.get((i["txid"], int(i["vout"])))
@@ -320,7 +362,7 @@ class MempoolModel:
             "added": [],
             "removed": [],
             "mined": list(entry.txids),
-            "replaced": [{"replaced": old, "by": body} for old, body in conflicts],
+            "replaced": [{"replaced": old, "by": self.streamed(body)} for old, body in conflicts],
         }
         stats = lambda: self.stats(projection, now)  # noqa: E731
         return entry.block, Broadcast(delta, projection, entry.block, None, stats, True)

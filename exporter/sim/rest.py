@@ -1,7 +1,9 @@
 """The simulated backend's REST answers as data: a path in, a `Reply` out (no sockets).
 
-Routes follow shared/MEMPOOL_PROTOCOL.md. The public site serves the mempool backend under
-``/api/v1/`` and esplora under ``/api/``.
+Routes follow shared/MEMPOOL_PROTOCOL.md. The public site (the default) serves the mempool
+backend under ``/api/v1/`` and esplora under ``/api/``; a bare backend (``bare=True``) serves
+everything under ``/api/v1/`` only. `answer_electrs` is a self-hosted electrs's own REST port:
+esplora routes without the ``/api`` prefix, plus its ``/internal/...`` bulk routes.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from exporter.sim.chain import unseen_tx
 from exporter.sim.model import MempoolModel
 from exporter.sim.txmath import (
     ESPLORA_KEYS,
@@ -21,7 +24,6 @@ from exporter.sim.txmath import (
     recommended_fees,
     socket_fees,
     tx_rate,
-    tx_vsize,
 )
 
 
@@ -46,20 +48,87 @@ def json(value: Any) -> Reply:
 
 
 NOT_FOUND = text(404, "Not Found")
+MAX_PAGE_TXIDS = 10_000
+MAX_PAGE_TXS = 1_000
+MAX_POSTED_TXIDS = 10_000
 
 
-def answer(model: MempoolModel, path: str, query: Mapping[str, list[str]], now: float) -> Reply:
-    """Answer a GET under ``/api``."""
+def answer(
+    model: MempoolModel,
+    path: str,
+    query: Mapping[str, list[str]],
+    now: float,
+    *,
+    bare: bool = False,
+) -> Reply:
+    """Answer a GET under ``/api``, as the public site or (``bare``) as a bare backend."""
     segments = [s for s in path.split("/") if s]
     if segments[:1] != ["api"]:
         return NOT_FOUND
     rest = segments[1:]
     if rest[:1] == ["v1"]:
-        return _backend(model, rest[1:], now) or NOT_FOUND
+        return _backend(model, rest[1:], now, bare=bare) or NOT_FOUND
+    if bare:
+        return NOT_FOUND
     return _esplora(model, rest, query) or NOT_FOUND
 
 
-def _backend(model: MempoolModel, rest: Sequence[str], now: float) -> Reply | None:
+def answer_electrs(
+    model: MempoolModel, method: str, path: str, query: Mapping[str, list[str]], body: bytes
+) -> Reply:
+    """Answer a request on a self-hosted electrs's REST port (no ``/api`` prefix)."""
+    segments = [s for s in path.split("/") if s]
+    if segments[:3] == ["internal", "mempool", "txs"] and len(segments) <= 4:
+        if method == "POST" and len(segments) == 3:
+            return _posted_txs(model, body)
+        if method == "GET":
+            limit = _int(query, "max_txs", MAX_PAGE_TXS)
+            if limit is None:
+                return text(400, "Invalid max_txs")
+            last = segments[3] if len(segments) == 4 else None
+            txids = model.txids_after(last, max(1, min(limit, MAX_PAGE_TXS)))
+            return json([_esplora_form(tx) for t in txids if (tx := model.lookup(t))])
+    if method != "GET":
+        return text(405, "Method Not Allowed")
+    if segments[:2] == ["internal", "block"] and segments[3:] == ["txs"] and len(segments) == 4:
+        entry = model.chain.by_hash.get(segments[2])
+        if entry is None:
+            return text(404, "Block not found")
+        confirmed = model.chain.confirmed
+        txs = [confirmed.get(t) or unseen_tx(t, entry.block) for t in entry.txids]
+        return json([_esplora_form(tx) for tx in txs])
+    return _esplora(model, segments, query) or NOT_FOUND
+
+
+def _posted_txs(model: MempoolModel, body: bytes) -> Reply:
+    """``POST /internal/mempool/txs``: txids in, the full txs still in the mempool out."""
+    try:
+        txids = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return text(400, "Invalid JSON")
+    if not isinstance(txids, list) or not all(isinstance(t, str) for t in txids):
+        return text(400, "Expected a JSON array of txids")
+    if len(txids) > MAX_POSTED_TXIDS:
+        return text(400, f"At most {MAX_POSTED_TXIDS} txids")
+    found = (model.lookup(t) for t in txids if model.in_mempool(t))
+    return json([_esplora_form(tx) for tx in found if tx is not None])
+
+
+def _int(query: Mapping[str, list[str]], name: str, default: int) -> int | None:
+    values = query.get(name)
+    if not values:
+        return default
+    try:
+        return int(values[0])
+    except ValueError:
+        return None
+
+
+def _esplora_form(tx: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: tx[k] for k in ESPLORA_KEYS if k in tx}
+
+
+def _backend(model: MempoolModel, rest: Sequence[str], now: float, *, bare: bool) -> Reply | None:
     """The mempool backend's own routes (``/api/v1/...``)."""
     if rest == ["fees", "recommended"]:
         if not model.in_sync:
@@ -77,13 +146,17 @@ def _backend(model: MempoolModel, rest: Sequence[str], now: float) -> Reply | No
     if rest == ["blocks"]:
         return json(list(reversed(model.chain.last(15))))
     if rest == ["mempool", "txids"]:
-        return json(list(model.txs))
+        return json(model.all_txids())
     if rest[:1] == ["tx"] and rest[2:] == ["rbf"]:
         return json(rbf_tree(model, rest[1]))
-    if rest[:1] == ["tx"] and len(rest) in (2, 3):
-        return _tx(model, rest[1], rest[2:], extras=True)
     if rest[:1] == ["block"] and len(rest) in (2, 3):
         return _block(model, rest[1], rest[2:], extras=True)
+    if not bare:  # the public site's esplora serves these under /api/ only
+        return None
+    if rest[:1] == ["tx"] and len(rest) in (2, 3):
+        return _tx(model, rest[1], rest[2:], extras=True)
+    if rest[:2] == ["blocks", "tip"] and len(rest) == 3:
+        return _tip(model, rest[2])
     return None
 
 
@@ -92,31 +165,21 @@ def _esplora(
 ) -> Reply | None:
     """Esplora's routes as the public site serves them (``/api/...``)."""
     if rest == ["mempool"]:
-        txs = model.txs.values()
-        return json(
-            {
-                "count": len(model.txs),
-                "vsize": sum(tx_vsize(t) for t in txs),
-                "total_fee": sum(int(t["fee"]) for t in txs),
-                "fee_histogram": fee_histogram(txs),
-            }
-        )
+        count, vsize, fees = model.totals()
+        histogram = fee_histogram(model.txs.values())
+        return json({"count": count, "vsize": vsize, "total_fee": fees, "fee_histogram": histogram})
     if rest == ["mempool", "txids"]:
-        return json(list(model.txs))
+        return json(model.all_txids())
     if rest[:3] == ["mempool", "txids", "page"] and len(rest) <= 4:
-        ordered = sorted(model.txs)
-        if len(rest) == 4:
-            ordered = [t for t in ordered if t > rest[3]]
-        limit = int(query.get("max_txs", ["10000"])[0])
-        return json(ordered[: max(1, min(limit, 10_000))])
+        limit = _int(query, "max_txs", MAX_PAGE_TXIDS)
+        if limit is None:
+            return text(400, "Invalid max_txs")
+        last = rest[3] if len(rest) == 4 else None
+        return json(model.txids_after(last, max(1, min(limit, MAX_PAGE_TXIDS))))
     if rest == ["mempool", "recent"]:
         return json(list(reversed(model.recent)))
     if rest[:2] == ["blocks", "tip"] and len(rest) == 3:
-        tip = model.chain.tip
-        if rest[2] == "height":
-            return text(200, str(tip["height"]))
-        if rest[2] == "hash":
-            return text(200, str(tip["id"]))
+        return _tip(model, rest[2])
     if rest[:1] == ["tx"] and len(rest) in (2, 3):
         return _tx(model, rest[1], rest[2:], extras=False)
     if rest[:1] == ["block"] and len(rest) in (2, 3):
@@ -124,18 +187,25 @@ def _esplora(
     return None
 
 
+def _tip(model: MempoolModel, what: str) -> Reply | None:
+    tip = model.chain.tip
+    if what == "height":
+        return text(200, str(tip["height"]))
+    if what == "hash":
+        return text(200, str(tip["id"]))
+    return None
+
+
 def _tx(model: MempoolModel, txid: str, tail: Sequence[str], *, extras: bool) -> Reply:
     if tail == ["status"]:
-        if txid in model.txs:
+        if model.in_mempool(txid):
             return json({"confirmed": False})
         status = model.chain.status(txid)
         return json(status) if status else text(404, "Transaction not found")
     tx = model.lookup(txid)
     if tail or tx is None:
         return text(404, "Transaction not found")
-    if extras:
-        return json(tx)
-    return json({k: tx[k] for k in ESPLORA_KEYS if k in tx})
+    return json(tx if extras else _esplora_form(tx))
 
 
 def _block(model: MempoolModel, block_hash: str, tail: Sequence[str], *, extras: bool) -> Reply:
@@ -144,6 +214,8 @@ def _block(model: MempoolModel, block_hash: str, tail: Sequence[str], *, extras:
         return text(404, "Block not found")
     if tail == ["txids"]:
         return json(entry.txids)
+    if tail == ["summary"] and extras:
+        return json(entry.summary())
     if not tail:
         block = entry.block
         return json(block if extras else {k: v for k, v in block.items() if k != "extras"})

@@ -12,6 +12,7 @@ import contextlib
 import email.utils
 import http
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from exporter.sim import rest
+from exporter.sim.electrs import ElectrsServer
 from exporter.sim.model import Broadcast, MempoolModel
 from exporter.sim.session import Session, encode
 from exporter.sim.txmath import prices
@@ -33,6 +35,34 @@ log = logging.getLogger(__name__)
 MAX_CLIENT_FRAME = 50_000
 MAX_CLIENT_BUFFER = 10_000_000
 MAX_LOG_ENTRIES = 10_000
+
+
+@dataclass
+class Fault:
+    """An injected REST failure: a status (with ``Retry-After``), or a request that hangs.
+
+    ``times`` limits how many requests it hits (None: until cleared).
+    """
+
+    status: int = 500
+    retry_after: float | None = None
+    times: int | None = None
+    hang: bool = False
+
+
+def route_key(method: str, path: str) -> str:
+    """A request's route, e.g. ``/api/tx/:txid`` or ``POST /internal/mempool/txs``."""
+    segments = [s for s in path.split("/") if s]
+    named = [
+        (":hash" if previous == "block" else ":txid") if _is_id(segment) else segment
+        for previous, segment in zip(["", *segments], segments, strict=False)
+    ]
+    route = "/" + "/".join(named)
+    return route if method == "GET" else f"{method} {route}"
+
+
+def _is_id(segment: str) -> bool:
+    return len(segment) == 64 and all(c in "0123456789abcdefABCDEF" for c in segment)
 
 
 @dataclass(eq=False)
@@ -60,7 +90,13 @@ class MempoolServer:
     def __init__(self, model: MempoolModel, clock: Callable[[], float]) -> None:
         self.model = model
         self._clock = clock
+        self.bare = False
+        self.flapping = False
         self.rest_429 = 0
+        self.rest_counts: Counter[str] = Counter()
+        self.faults: dict[str, Fault] = {}
+        self._release = asyncio.Event()
+        self.electrs: ElectrsServer | None = None
         self.client_messages: list[dict[str, Any]] = []
         self.rest_requests: list[str] = []
         self.connection_count = 0
@@ -90,8 +126,19 @@ class MempoolServer:
         self._host = host
         self._port = int(next(iter(self._server.sockets)).getsockname()[1])
 
+    async def start_electrs(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Open a self-hosted electrs's REST port (see `exporter.sim.electrs`); return its URL."""
+        if self.electrs is None:
+            self.electrs = ElectrsServer(self._serve_electrs)
+            await self.electrs.start(host, port)
+        return self.electrs.url
+
     async def stop(self) -> None:
-        """Close every socket and the listener; safe to call twice."""
+        """Close every socket and the listeners; safe to call twice."""
+        self.release_hangs()
+        electrs, self.electrs = self.electrs, None
+        if electrs is not None:
+            await electrs.stop()
         server, self._server = self._server, None
         if server is not None:
             server.close()
@@ -162,6 +209,11 @@ class MempoolServer:
     # ---------------------------------------------------------------- WebSocket
 
     async def _handle(self, ws: ServerConnection) -> None:
+        if self.flapping:  # accepts, then goes away at once
+            self.connection_count += 1
+            self.notify()
+            await ws.close(1001, "going away")
+            return
         client = _Client(ws)
         self._clients.add(client)
         self.connection_count += 1
@@ -208,21 +260,64 @@ class MempoolServer:
 
     # ---------------------------------------------------------------- REST
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    def inject(self, route: str, fault: Fault) -> None:
+        """Fail requests to ``route`` (a `route_key` or an exact path) with ``fault``."""
+        self.faults[route] = fault
+
+    def clear_faults(self) -> None:
+        """Remove every injected fault and answer the requests left hanging."""
+        self.faults.clear()
+        self.release_hangs()
+
+    def release_hangs(self) -> None:
+        """Let hanging requests finish (with 503)."""
+        self._release.set()
+        self._release = asyncio.Event()
+
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
         if "websocket" in request.headers.get("Upgrade", "").lower():
             return None
         parts = urlsplit(request.path)
-        log_append(self.rest_requests, parts.path)
+        reply = await self._serve("GET", parts.path, parts.query, b"", electrs=False)
+        return _response(reply)
+
+    async def _serve_electrs(self, method: str, path: str, query: str, body: bytes) -> rest.Reply:
+        return await self._serve(method, path, query, body, electrs=True)
+
+    async def _serve(
+        self, method: str, path: str, query: str, body: bytes, *, electrs: bool
+    ) -> rest.Reply:
+        """Count, apply faults, then answer from the model."""
+        key = route_key(method, path)
+        log_append(self.rest_requests, path)
+        self.rest_counts[key] += 1
         self.notify()
         if self.rest_429 > 0:
             self.rest_429 -= 1
-            return _response(rest.text(429, "Too Many Requests"))
+            return rest.text(429, "Too Many Requests")
+        fault = self.faults.get(path) or self.faults.get(key)
+        if fault is not None:
+            return await self._fail(path, key, fault)
         try:
-            reply = rest.answer(self.model, parts.path, parse_qs(parts.query), self._clock())
+            if electrs:
+                return rest.answer_electrs(self.model, method, path, parse_qs(query), body)
+            return rest.answer(self.model, path, parse_qs(query), self._clock(), bare=self.bare)
         except Exception:
-            log.exception("simulator REST %s failed", request.path)
-            reply = rest.text(500, "Internal Server Error")
-        return _response(reply)
+            log.exception("simulator REST %s failed", path)
+            return rest.text(500, "Internal Server Error")
+
+    async def _fail(self, path: str, key: str, fault: Fault) -> rest.Reply:
+        if fault.times is not None:
+            fault.times -= 1
+            if fault.times <= 0:
+                self.faults.pop(path if path in self.faults else key, None)
+        if fault.hang:
+            await self._release.wait()
+            return rest.text(503, "Service Unavailable")
+        headers = () if fault.retry_after is None else (("Retry-After", f"{fault.retry_after:g}"),)
+        return rest.text(fault.status, http.HTTPStatus(fault.status).phrase, headers)
 
 
 def _response(reply: rest.Reply) -> Response:

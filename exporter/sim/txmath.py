@@ -263,13 +263,29 @@ def poisson(rng: random.Random, lam: float) -> int:
         k += 1
 
 
-def mempool_info(txs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Bitcoin Core's ``getmempoolinfo`` for these txs, as the ``mempoolInfo`` message."""
-    count = vbytes = fees = 0
-    for tx in txs:
-        count += 1
-        vbytes += tx_vsize(tx)
-        fees += int(tx["fee"])
+def select_template(txs: Mapping[str, Mapping[str, Any]], limit: int) -> list[str]:
+    """A miner's choice: best fee rates first, parents before children, up to ``limit`` vB."""
+    chosen: list[str] = []
+    included: set[str] = set()
+    used = 0
+    for tx in sorted(txs.values(), key=lambda t: (-tx_rate(t), t["firstSeen"])):
+        vsize = tx_vsize(tx)
+        if used + vsize > limit:
+            if limit - used < 200:
+                break
+            continue
+        parents = {i["txid"] for i in tx["vin"] if i["txid"] in txs}
+        if not parents <= included:
+            continue
+        chosen.append(str(tx["txid"]))
+        included.add(str(tx["txid"]))
+        used += vsize
+    return chosen
+
+
+def mempool_info(totals: tuple[int, int, int]) -> dict[str, Any]:
+    """Bitcoin Core's ``getmempoolinfo`` for (count, vsize, fees), as ``mempoolInfo``."""
+    count, vbytes, fees = totals
     return {
         "loaded": True,
         "size": count,
