@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -13,6 +14,8 @@ from starlette.responses import JSONResponse
 from exporter.config import Settings
 from exporter.core.models import Flow, Signal, Status
 from exporter.shell.store import WhaleQuery
+
+DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
 
 class ORJSONResponse(JSONResponse):
@@ -79,6 +82,27 @@ class WhaleParams(BaseModel):
     min_urgency: float | None = Field(None, ge=0, le=1)
     rbf: bool | None = None
 
+    @field_validator("since", mode="before")
+    @classmethod
+    def _date_time(cls, value: Any) -> Any:
+        # pydantic would also take Unix seconds and bare dates; the API promises date-times.
+        if isinstance(value, str) and not DATE_TIME.match(value):
+            raise ValueError("must be an ISO 8601 date-time such as 2026-01-31T12:00:00Z")
+        return value
+
+    @field_validator("since")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)  # no offset: UTC
+        try:
+            value.timestamp()
+        except (OverflowError, ValueError, OSError):
+            raise ValueError("is out of range") from None
+        return value
+
     @field_validator("min_btc", "min_urgency")
     @classmethod
     def _finite(cls, value: float | None) -> float | None:
@@ -88,8 +112,6 @@ class WhaleParams(BaseModel):
 
     def query(self) -> WhaleQuery:
         since = self.since
-        if since is not None and since.tzinfo is None:
-            since = since.replace(tzinfo=UTC)
         return WhaleQuery(
             limit=self.limit,
             since=since.timestamp() if since else None,

@@ -204,7 +204,9 @@ def build_app(state: ApiState) -> ASGIApp:
 
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return ORJSONResponse({"error": exc.detail}, status_code=exc.status_code)
+        return ORJSONResponse(
+            {"error": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
 
     routes = [
         Route("/", index),

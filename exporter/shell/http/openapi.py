@@ -11,6 +11,7 @@ from typing import Any
 
 from exporter import __version__
 from exporter.core.models import Flow, Status, Urgency
+from exporter.notify.alertmanager import MAX_ALERTS
 from exporter.shell.http.answers import SummaryParams, WhaleParams
 
 JSON = "application/json"
@@ -21,6 +22,39 @@ def _nullable(kind: str, **extra: Any) -> dict[str, Any]:
 
 
 OBJECT = {"type": "object"}
+_LABELS = {"type": ["object", "null"], "additionalProperties": {"type": "string"}}
+_TEXT = {"type": ["string", "null"]}
+_FIRING = {"type": "string", "enum": ["firing", "resolved"]}
+WEBHOOK = {  # Alertmanager's webhook payload, version 4, as exporter.notify.alertmanager reads it
+    "type": "object",
+    "required": ["version", "status", "alerts"],
+    "properties": {
+        "version": {"type": ["string", "integer"], "enum": ["4", 4]},
+        "status": _FIRING,
+        "groupLabels": _LABELS,
+        "commonLabels": _LABELS,
+        "commonAnnotations": _LABELS,
+        "externalURL": _TEXT,
+        "receiver": _TEXT,
+        "groupKey": _TEXT,
+        "truncatedAlerts": {"type": "integer", "minimum": 0},
+        "alerts": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_ALERTS,
+            "items": {
+                "type": "object",
+                "required": ["status"],
+                "properties": {
+                    "status": _FIRING,
+                    "labels": _LABELS,
+                    "annotations": _LABELS,
+                    "generatorURL": _TEXT,
+                },
+            },
+        },
+    },
+}
 TIME = {"type": "string", "format": "date-time"}
 WHALE_FIELDS: dict[str, Any] = {
     "txid": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
@@ -260,7 +294,12 @@ def document(*, tokens: bool, basic: bool, relay: bool, relay_token: bool) -> di
             "One whale by any txid of its replacement chain",
             _json("The whale", "WhaleDetail"),
             parameters=[
-                {"name": "txid", "in": "path", "required": True, "schema": {"type": "string"}}
+                {
+                    "name": "txid",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                }
             ],
             responses={**invalid, "404": _error("Unknown txid")},
         ),
@@ -276,7 +315,7 @@ def document(*, tokens: bool, basic: bool, relay: bool, relay_token: bool) -> di
             "post": {
                 "summary": "Relay an Alertmanager webhook (v4) to the on-call destinations",
                 "security": [{"bearer": []}] if relay_token else other_security,
-                "requestBody": {"required": True, "content": {JSON: {"schema": OBJECT}}},
+                "requestBody": {"required": True, "content": {JSON: {"schema": WEBHOOK}}},
                 "responses": {
                     "200": {"description": "Relayed", "content": {JSON: {"schema": OBJECT}}},
                     "401": _error("Missing or wrong token"),
