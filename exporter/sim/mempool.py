@@ -333,16 +333,18 @@ class SimulatedMempool:
         self.server.broadcast(event)
         return copy_block(block)
 
-    async def reorg(self, depth: int = 1) -> list[dict[str, Any]]:
+    async def reorg(self, depth: int = 1, *, announce: bool = True) -> list[dict[str, Any]]:
         """Replace the last ``depth`` blocks with new hashes at the same heights.
 
         Sends ``blocks`` (the new chain's last max(8, depth) blocks, up to 32) to clients that
         want blocks. The old blocks become stale (still answerable by hash); their txs go back
         to the mempool and appear in the next poll's ``added``. The new blocks hold only a
-        coinbase. Returns the new blocks.
+        coinbase. Returns the new blocks. ``announce=False`` sends nothing, like a backend
+        without indexing: clients learn of the fork from the next block's previousblockhash.
         """
         new, event = self.model.reorg(depth, self._clock())
-        self.server.broadcast(event)
+        if announce:
+            self.server.broadcast(event)
         return [copy_block(b) for b in new]
 
     # ---------------------------------------------------------------- fault injection
