@@ -97,7 +97,7 @@ async def test_block_double_spend_below_the_threshold_tests_no_prediction(
 async def test_replacement_below_the_threshold_found_after_a_restart(
     sim: SimulatedMempool, start_exporter: StartExporter
 ) -> None:
-    """Replaced by a small transaction while away: REST /rbf leads to it, and it closes the chain."""
+    """Replaced by a small transaction while away: REST /rbf finds it, and it closes the chain."""
     exporter = await started(sim, start_exporter)
     first = whale(sim, 150, fee_rate=5)
     await detected(exporter, sim, first)
