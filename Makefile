@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 ARGS   ?=
 APT    := DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: run demo test lint format typecheck dashboards check-dashboards bench tools venv clean
+.PHONY: run demo test lint format typecheck mixin dashboards check-mixin check-dashboards bench tools venv clean
 
 run: venv ## Watch mempool.space (flags via ARGS="--threshold-btc 500 ...")
 	$(PY) -m exporter run $(ARGS)
@@ -21,18 +21,22 @@ lint: venv typecheck ## ruff and mypy
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-typecheck: venv ## mypy --strict on the package
+typecheck: venv ## mypy --strict on the package and the mixin
 	$(PY) -m mypy
 
 format: venv
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-dashboards: venv ## Regenerate grafana/dashboards/*.json from grafana/generate.py
-	$(PY) grafana/generate.py
+mixin: venv ## Regenerate rules, dashboards and Kubernetes objects from mixin/ (CONFIG=my.yml OUT=dir)
+	$(PY) -m mixin $(if $(CONFIG),--config $(CONFIG)) $(if $(OUT),--out $(OUT))
 
-check-dashboards: dashboards ## Fail when the committed dashboards differ from the generator's output
-	git diff --exit-code -- grafana/dashboards
+dashboards: mixin
+
+check-mixin: mixin ## Fail when the committed generated files differ from mixin/'s output
+	git diff --exit-code -- prometheus/rules grafana/dashboards deploy/kubernetes
+
+check-dashboards: check-mixin
 
 bench: venv ## Benchmarks; their figures go in the README
 	$(PY) benchmarks/ingest.py

@@ -16,7 +16,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "grafana"
-GENERATOR = GRAFANA / "generate.py"
 DASHBOARD_DIR = GRAFANA / "dashboards"
 DATASOURCES_YML = GRAFANA / "provisioning" / "datasources" / "datasources.yml"
 DOCS = ROOT / "docs" / "dashboards-and-alerts.md"
@@ -42,16 +41,22 @@ REQUIRED_PANELS = {
         "Recommended fee rates",
         "Whale fee rates",
         "Recent whales",
+        "Whale threshold",
     ],
     "whale-prediction-accuracy": [
         "Accuracy (1h)",
         "Accuracy (24h)",
         "Accuracy (7d)",
+        "Recall (24h)",
         "Outcomes per hour",
         "Prediction error distribution",
     ],
     "whale-exporter-health": [
+        "Firing alerts",
         "Stream state",
+        "REST requests by code",
+        "REST errors by endpoint",
+        "Event-loop lag",
         "Stream connection",
         "Reconnects and sequence gaps",
         "Message rate by type",
@@ -119,16 +124,18 @@ def test_three_dashboards_are_committed() -> None:
 def test_committed_json_matches_the_generator(tmp_path: Path) -> None:
     """Regenerating the dashboards reproduces the committed JSON byte for byte."""
     result = subprocess.run(
-        [sys.executable, str(GENERATOR), "--out", str(tmp_path)],
+        [sys.executable, "-m", "mixin", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
-    generated = {path.name: path.read_text(encoding="utf-8") for path in tmp_path.glob("*.json")}
+    out = tmp_path / "grafana" / "dashboards"
+    generated = {path.name: path.read_text(encoding="utf-8") for path in out.glob("*.json")}
     committed = {path.name: path.read_text(encoding="utf-8") for path in DASHBOARD_FILES}
-    assert sorted(generated) == sorted(committed), "run `make dashboards` and commit the result"
+    assert sorted(generated) == sorted(committed), "run `make mixin` and commit the result"
     for name, text in generated.items():
         diff = "".join(
             difflib.unified_diff(
@@ -139,7 +146,7 @@ def test_committed_json_matches_the_generator(tmp_path: Path) -> None:
                 n=2,
             )
         )
-        assert not diff, f"{name} is stale; run `make dashboards`:\n{diff[:3000]}"
+        assert not diff, f"{name} is stale; run `make mixin`:\n{diff[:3000]}"
 
 
 def test_generation_is_deterministic(tmp_path: Path) -> None:
@@ -147,12 +154,14 @@ def test_generation_is_deterministic(tmp_path: Path) -> None:
     outputs = []
     for run in ("a", "b"):
         subprocess.run(
-            [sys.executable, str(GENERATOR), "--out", str(tmp_path / run)],
+            [sys.executable, "-m", "mixin", "--out", str(tmp_path / run)],
             capture_output=True,
             timeout=60,
             check=True,
+            cwd=ROOT,
         )
-        outputs.append({p.name: p.read_bytes() for p in sorted((tmp_path / run).glob("*.json"))})
+        out = tmp_path / run / "grafana" / "dashboards"
+        outputs.append({p.name: p.read_bytes() for p in sorted(out.glob("*.json"))})
     assert outputs[0] == outputs[1]
     for text in outputs[0].values():
         canonical = json.dumps(json.loads(text), indent=2, sort_keys=True, ensure_ascii=False)
@@ -200,14 +209,19 @@ def test_panel_ids_are_unique_and_layout_fits(dashboard: dict[str, Any]) -> None
 
 
 def test_panels_use_the_provisioned_datasources(dashboard: dict[str, Any]) -> None:
-    """Prometheus panels use the $datasource variable; others use a provisioned uid."""
+    """Prometheus panels use $datasource; others a datasource variable set to a provisioned uid."""
     provisioned = {ds["uid"]: ds["type"] for ds in datasources()}
+    variables = {var["name"]: var for var in dashboard["templating"]["list"]}
     for panel in panels(dashboard):
         ref = panel["datasource"]
         if ref["type"] == "prometheus":
             assert ref["uid"] == "${datasource}", panel["title"]
         else:
-            assert provisioned.get(ref["uid"]) == ref["type"], panel["title"]
+            match = re.fullmatch(r"\$\{(\w+)\}", ref["uid"])
+            assert match, f"{panel['title']}: use a datasource variable, not a fixed uid"
+            variable = variables[match.group(1)]
+            assert variable["type"] == "datasource" and variable["query"] == ref["type"]
+            assert provisioned.get(variable["current"]["value"]) == ref["type"], panel["title"]
         for target in panel.get("targets", []):
             assert target["datasource"] == ref, panel["title"]
 
@@ -221,12 +235,20 @@ def test_every_rate_uses_rate_interval(dashboard: dict[str, Any]) -> None:
             assert ranges, f"{title}: {expr}"
 
 
+# A metric or a recording rule (level:whale_metric:operation) of the exporter's.
+METRIC = r"(?:\b[a-z_]+:)?\b(?:whale_\w+|process_\w+|up)\b(?::\w+)?"
+# Prometheus' own ALERTS series: job-level alerts and the Watchdog have no instance to filter on.
+ALERTS_QUERY = 'ALERTS{alertstate="firing",alertname=~"Whale.+"}'
+
+
 def test_every_query_is_filtered_by_job_and_instance(dashboard: dict[str, Any]) -> None:
-    """Each metric selector in each query is restricted to the selected job and instance."""
+    """Each metric (and recording rule) selector is restricted to the selected job and instance."""
     for title, expr in prometheus_targets(dashboard):
-        names = re.findall(r"\b(?:whale_\w+|process_\w+|up)\b", expr)
+        if expr == ALERTS_QUERY:
+            continue
+        names = re.findall(METRIC, expr)
         assert names, f"{title}: no metric in {expr}"
-        selectors = re.findall(r"\b(?:whale_\w+|process_\w+|up)(\{[^}]*\})?", expr)
+        selectors = re.findall(METRIC + r"(\{[^}]*\})?", expr)
         for selector in selectors:
             assert 'job=~"$job"' in selector, f"{title}: {expr}"
             assert 'instance=~"$instance"' in selector, f"{title}: {expr}"
@@ -236,8 +258,10 @@ def test_recent_whales_table_reads_the_api_with_explorer_links() -> None:
     """The recent-whales table queries /api/v1/whales via Infinity and links to the explorer."""
     dashboard = load_dashboard(DASHBOARD_DIR / "whale-activity.json")
     (panel,) = [p for p in panels(dashboard) if p["title"] == "Recent whales"]
+    assert panels(dashboard)[0] is panel, "the table comes first: read top-down"
     (target,) = panel["targets"]
     assert target["url"].startswith("/api/v1/whales?")
+    assert "since=${__from:date:iso}" in target["url"] and "until=${__to:date:iso}" in target["url"]
     assert target["root_selector"] == "whales"
     selectors = {column["selector"] for column in target["columns"]}
     assert {"txid", "first_seen", "value_btc", "flow", "explorer_url"} <= selectors
@@ -310,3 +334,56 @@ def test_docs_list_every_panel() -> None:
         assert model["title"] in text
         for panel in panels(model):
             assert f"**{panel['title']}**" in text, f"{model['title']}: {panel['title']}"
+
+
+def recorded_names() -> set[str]:
+    rules = yaml.safe_load((ROOT / "prometheus" / "rules" / "recording.yml").read_text("utf-8"))
+    return {rule["record"] for group in rules["groups"] for rule in group["rules"]}
+
+
+def test_recording_rules_used_by_dashboards_exist() -> None:
+    """Every level:metric:operation name a dashboard queries is a committed recording rule."""
+    used = {
+        name
+        for path in DASHBOARD_FILES
+        for _, expr in prometheus_targets(load_dashboard(path))
+        for name in re.findall(r"\b[a-z_]+:[a-z0-9_]+:[a-z0-9_]+\b", expr)
+    }
+    assert {
+        "instance:whale_predictions:increase24h",
+        "instance:whale_confirmed:increase24h",
+    } <= used
+    assert used <= recorded_names()
+
+
+def test_accuracy_panels_use_recording_rules_and_say_why_a_value_is_missing() -> None:
+    """Accuracy and recall stats sum recording rules and map NaN and empty to words."""
+    dashboard = load_dashboard(DASHBOARD_DIR / "prediction-accuracy.json")
+    stats = [p for p in panels(dashboard) if p["title"].startswith(("Accuracy (", "Recall ("))]
+    assert len(stats) == 4
+    for panel in stats:
+        (target,) = panel["targets"]
+        assert re.match(
+            r"sum\(instance:whale_(predictions|confirmed):increase\w+\{", target["expr"]
+        )
+        matches = {
+            mapping["options"]["match"]
+            for mapping in panel["fieldConfig"]["defaults"]["mappings"]
+            if mapping["type"] == "special"
+        }
+        assert {"nan", "null", "empty"} <= matches, panel["title"]
+
+
+def test_whale_panels_show_exemplars() -> None:
+    """The whale rate and value panels ask Prometheus for exemplars (txid links)."""
+    dashboard = load_dashboard(DASHBOARD_DIR / "whale-activity.json")
+    with_exemplars = {
+        panel["title"]
+        for panel in panels(dashboard)
+        for target in panel.get("targets", [])
+        if target.get("exemplar")
+    }
+    assert {"Whales per hour by flow", "Whale value quantiles"} <= with_exemplars
+    prometheus = {ds["uid"]: ds for ds in datasources()}["prometheus"]
+    (link,) = prometheus["jsonData"]["exemplarTraceIdDestinations"]
+    assert link["name"] == "txid" and link["url"].endswith("/tx/${__value.raw}")

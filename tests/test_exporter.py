@@ -198,6 +198,7 @@ async def test_api_rejects_hostile_parameters(
     assert (await exporter.http.get("/api/v1/whales/not-a-txid")).status_code == 422
     assert (await exporter.http.get("/api/v1/summary", params={"hours": "-3"})).status_code == 422
     ok = await exporter.http.get("/api/v1/whales", params={"since": "2024-01-01T00:00:00Z",
+                                                          "until": "2030-01-01T00:00:00Z",
                                                           "rbf": "true", "limit": "5"})  # fmt: skip
     assert ok.status_code == 200 and ok.json() == {"whales": [], "count": 0}
 

@@ -12,6 +12,7 @@ import contextlib
 import re
 import socket
 import subprocess
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,6 +287,8 @@ async def stack(tmp_path: Path, start_exporter: StartExporter) -> AsyncIterator[
                 # Alerts evaluated before Alertmanager is discovered are dropped and only sent
                 # again after this delay (default 1m): keep it as short as the intervals.
                 "--rules.alert.resend-delay=1s",
+                # As in docker-compose.yml: keep the exemplars ({txid}) the exporter exposes.
+                "--enable-feature=exemplar-storage",
             ]
             prometheus = await cleanup.enter_async_context(
                 running("prometheus", prom_argv, prom_port, prom_dir / "log")
@@ -335,6 +338,8 @@ async def test_every_dashboard_query_returns_data(
         ("resolved predictions", f'whale_prediction_outcomes{{{selector},window="1h"}} > 0'),
         ("confirmation blocks observed", f"whale_confirmation_blocks_count{{{selector}}} > 0"),
         ("whale notifications sent", f"whale_notifications_sent_total{{{selector}}} > 0"),
+        ("recording rules evaluated", f"instance:whale_predictions:increase1h{{{selector}}}"),
+        ("REST requests counted", f"whale_rest_requests_total{{{selector}}} > 0"),
         ("a full rate window", f"count_over_time(up{{{selector}}}[{RATE_INTERVAL}]) >= 10"),
     ]:
         await wait_for(stack.holds(expr), EVENTS, what, stack.logs, interval=0.5)
@@ -408,3 +413,30 @@ async def test_stream_loss_pages_oncall_through_alertmanager_and_the_relay(stack
     assert "not connected to the mempool stream" in page["title"], page
     assert "severity critical" in page["message"], page
     assert page["type"] == "failure", page
+
+
+async def test_whale_exemplars_reach_prometheus(stack: Stack) -> None:
+    """Prometheus stores the {txid} exemplar of whale_transactions_total, naming a real whale."""
+    selector = f'job="{JOB}",instance="{stack.target}"'
+    query = f"whale_transactions_total{{{selector}}}"
+    await wait_for(stack.holds(f"sum({query}) > 0"), EVENTS, "whales detected", stack.logs)
+
+    async def exemplars() -> list[str]:
+        now = time.time()
+        body = await stack.prometheus.get(
+            "/api/v1/query_exemplars", query=query, start=now - 600, end=now + 60
+        )
+        assert body["status"] == "success", body
+        return [
+            exemplar["labels"].get("txid", "")
+            for series in body["data"]
+            for exemplar in series["exemplars"]
+        ]
+
+    async def stored() -> bool:
+        return bool(await exemplars())
+
+    await wait_for(stored, EVENTS, "an exemplar in Prometheus", stack.logs, interval=0.5)
+    whales = {whale["txid"] for whale in await stack.exporter.whales(limit=1000)}
+    txids = await exemplars()
+    assert txids and set(txids) <= whales, (txids, whales)

@@ -69,6 +69,8 @@ async def test_whale_filters(tmp_path: Path) -> None:
         assert ids(await store.whales(WhaleQuery(limit=1))) == [big.txid]
         assert ids(await store.whales(WhaleQuery(min_btc=500))) == [big.txid]
         assert ids(await store.whales(WhaleQuery(since=15))) == [big.txid]
+        assert ids(await store.whales(WhaleQuery(until=15))) == [small.txid]
+        assert ids(await store.whales(WhaleQuery(since=5, until=10))) == [small.txid]
         assert ids(await store.whales(WhaleQuery(flow=Flow.UNKNOWN))) == [small.txid]
         assert ids(await store.whales(WhaleQuery(rbf=False))) == [small.txid]
         assert ids(await store.whales(WhaleQuery(min_urgency=0.5))) == [big.txid]

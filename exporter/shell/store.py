@@ -195,6 +195,7 @@ class WhaleQuery:
 
     limit: int = 100
     since: float | None = None
+    until: float | None = None
     flow: Flow | None = None
     min_btc: float | None = None
     status: Status | None = None
@@ -482,6 +483,7 @@ class Store:
         clauses, params = [], []
         for column, op, value in (
             ("detected_at", ">=", query.since),
+            ("detected_at", "<=", query.until),
             ("flow", "=", query.flow and query.flow.value),
             ("value_sats", ">=", None if query.min_btc is None else query.min_btc * 1e8),
             ("status", "=", query.status and query.status.value),

@@ -75,6 +75,7 @@ class WhaleParams(BaseModel):
 
     limit: int = Field(100, ge=1, le=1000)
     since: datetime | None = None
+    until: datetime | None = None  # with since: the dashboard's time range
     flow: Flow | None = None
     min_btc: float | None = Field(None, ge=0, le=21_000_000)
     status: Status | None = None
@@ -82,7 +83,7 @@ class WhaleParams(BaseModel):
     min_urgency: float | None = Field(None, ge=0, le=1)
     rbf: bool | None = None
 
-    @field_validator("since", mode="before")
+    @field_validator("since", "until", mode="before")
     @classmethod
     def _date_time(cls, value: Any) -> Any:
         # pydantic would also take Unix seconds and bare dates; the API promises date-times.
@@ -90,7 +91,7 @@ class WhaleParams(BaseModel):
             raise ValueError("must be an ISO 8601 date-time such as 2026-01-31T12:00:00Z")
         return value
 
-    @field_validator("since")
+    @field_validator("since", "until")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
         if value is None:
@@ -111,10 +112,11 @@ class WhaleParams(BaseModel):
         return value
 
     def query(self) -> WhaleQuery:
-        since = self.since
+        since, until = self.since, self.until
         return WhaleQuery(
             limit=self.limit,
             since=since.timestamp() if since else None,
+            until=until.timestamp() if until else None,
             flow=self.flow,
             min_btc=self.min_btc,
             status=self.status,

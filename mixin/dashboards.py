@@ -1,6 +1,6 @@
-"""Build the Grafana dashboards with grafana-foundation-sdk and write them as JSON.
+"""The Grafana dashboards, built with grafana-foundation-sdk from the mixin's `Config`.
 
-Usage: ``.venv/bin/python grafana/generate.py [--out DIR]`` (default: grafana/dashboards).
+Written by ``python -m mixin`` (``make mixin``) into grafana/dashboards/.
 
 The output is deterministic (sorted keys, fixed panel ids and uids), so the committed JSON can be
 compared with a fresh generation; tests/test_dashboards.py fails on any difference.
@@ -12,10 +12,8 @@ every panel has a unit; every rate()/increase() uses ``$__rate_interval``.
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from grafana_foundation_sdk.builders import common as cb
@@ -36,7 +34,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import heatmap as hm
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-OUT_DIR = Path(__file__).resolve().parent / "dashboards"
+from mixin.config import Config
 
 # Fixed uids, matching grafana/provisioning/datasources/datasources.yml.
 PROMETHEUS_UID = "prometheus"
@@ -44,10 +42,9 @@ INFINITY_UID = "whale-api"
 INFINITY_TYPE = "yesoreyeram-infinity-datasource"
 
 PROM = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
-INFINITY = dm.DataSourceRef(type_val=INFINITY_TYPE, uid=INFINITY_UID)
+INFINITY = dm.DataSourceRef(type_val=INFINITY_TYPE, uid="${api}")
 
 SEL = 'job=~"$job",instance=~"$instance"'
-TAGS = ["mempool-whale-exporter"]
 
 # Units: Grafana ids where one exists, custom "suffix:" units otherwise.
 WHALES_PER_HOUR = "suffix: whales/h"
@@ -261,13 +258,17 @@ def prop(id_val: str, value: object) -> dm.DynamicConfigValue:
 # -- dashboards --------------------------------------------------------------------------------
 
 
-def base(uid: str, title: str, description: str) -> db.Dashboard:
+def base(c: Config, uid: str, title: str, description: str) -> db.Dashboard:
     """A dashboard with the shared variables, links, time range and refresh."""
+    tags = list(c.dashboard_tags)
+    build_info = (
+        f"whale_exporter_build_info{{{c.selector}}}" if c.selector else "whale_exporter_build_info"
+    )
     return (
         db.Dashboard(title)
         .uid(uid)
         .description(description)
-        .tags(TAGS)
+        .tags(tags)
         .editable()
         .timezone("browser")
         .time("now-6h", "now")
@@ -276,7 +277,7 @@ def base(uid: str, title: str, description: str) -> db.Dashboard:
         .link(
             db.DashboardLink("Whale dashboards")
             .type(dm.DashboardLinkType.DASHBOARDS)
-            .tags(TAGS)
+            .tags(tags)
             .as_dropdown(True)
             .include_vars(True)
             .keep_time(True)
@@ -291,7 +292,7 @@ def base(uid: str, title: str, description: str) -> db.Dashboard:
             db.QueryVariable("job")
             .label("Job")
             .datasource(PROM)
-            .query("label_values(whale_exporter_build_info, job)")
+            .query(f"label_values({build_info}, job)")
             .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
             .sort(dm.VariableSort.ALPHABETICAL_ASC)
             .include_all(True)
@@ -312,7 +313,73 @@ def base(uid: str, title: str, description: str) -> db.Dashboard:
     )
 
 
-def whale_activity() -> db.Dashboard:
+def no_data_mappings(nan: str, empty: str) -> list[dm.ValueMapping]:
+    """Say why a ratio has no number: NaN is 0/0 (nothing resolved), empty is no series."""
+    return [
+        dm.SpecialValueMap(
+            options=dm.DashboardSpecialValueMapOptions(
+                match=dm.SpecialValueMatch.NA_N,
+                result=dm.ValueMappingResult(text=nan, color="text", index=0),
+            )
+        ),
+        dm.SpecialValueMap(
+            options=dm.DashboardSpecialValueMapOptions(
+                match=dm.SpecialValueMatch.NULL,
+                result=dm.ValueMappingResult(text=empty, color="text", index=1),
+            )
+        ),
+        dm.SpecialValueMap(
+            options=dm.DashboardSpecialValueMapOptions(
+                match=dm.SpecialValueMatch.EMPTY,
+                result=dm.ValueMappingResult(text=empty, color="text", index=2),
+            )
+        ),
+    ]
+
+
+def ratio(record: str, label: str, value: str) -> str:
+    """Hits over all from a per-instance recording rule, summed over the selected instances."""
+    return f'sum({record}{{{SEL},{label}="{value}"}}) / sum({record}{{{SEL}}})'
+
+
+def firing_alerts() -> table.Panel:
+    """Firing Whale* alerts, from Prometheus' ALERTS series (job-level ones have no instance)."""
+    return (
+        table.Panel()
+        .datasource(PROM)
+        .title("Firing alerts")
+        .description(
+            "Whale alerts firing now (Prometheus' ALERTS series), with severity and instance. "
+            "WhaleWatchdog always fires while alerting works; the runbook link is in each alert."
+        )
+        .with_target(
+            q('ALERTS{alertstate="firing",alertname=~"Whale.+"}', "{{alertname}}")
+            .instant()
+            .format(PromQueryFormat.TABLE)
+        )
+        .unit("none")
+        .span(24)
+        .height(5)
+        .with_transformation(
+            dm.DataTransformerConfig(
+                id_val="organize",
+                options={
+                    "excludeByName": {
+                        "Time": True,
+                        "Value": True,
+                        "__name__": True,
+                        "alertstate": True,
+                    },
+                    "indexByName": {"alertname": 0, "severity": 1, "job": 2, "instance": 3},
+                },
+            )
+        )
+        .sort_by([cb.TableSortByFieldState().display_name("severity")])
+        .no_value("No whale alert is firing.")
+    )
+
+
+def recent_whales(c: Config) -> table.Panel:
     recent_columns = [
         ("first_seen", "First seen", "timestamp"),
         ("txid", "Transaction", "string"),
@@ -327,25 +394,26 @@ def whale_activity() -> db.Dashboard:
         ("predicted_blocks", "Predicted blocks", "number"),
         ("explorer_url", "explorer_url", "string"),
     ]
-    recent = (
+    return (
         table.Panel()
         .title("Recent whales")
         .description(
             "The latest whales from the exporter's /api/v1/whales API (through the Infinity "
-            "datasource), newest first, within the dashboard's time range. Click a transaction "
-            "to open it in the block explorer."
+            "data source chosen in `Whale API`: one per exporter), newest first, within the "
+            "dashboard's time range (since and until). Click a transaction to open it in the "
+            "block explorer."
         )
         .datasource(INFINITY)
         .with_target(
             Infinity(
-                "/api/v1/whales?limit=100&since=${__from:date:iso}",
+                "/api/v1/whales?limit=100&since=${__from:date:iso}&until=${__to:date:iso}",
                 "whales",
                 recent_columns,
             )
         )
         .unit("string")
         .span(24)
-        .height(12)
+        .height(10)
         .sort_by([cb.TableSortByFieldState().display_name("First seen").desc(True)])
         .override_by_name(
             "Transaction",
@@ -369,14 +437,28 @@ def whale_activity() -> db.Dashboard:
         .override_by_name("Fee rate", [prop("unit", SAT_PER_VB), prop("decimals", 1)])
         .override_by_name("Predicted blocks", [prop("unit", "none"), prop("decimals", 0)])
     )
+
+
+def whale_activity(c: Config) -> db.Dashboard:
     flows = "inflow, outflow, internal or unknown (exchange-tagged addresses)"
+    threshold = f"max(whale_threshold_btc{{{SEL}}})"
     return (
         base(
+            c,
             "whale-activity",
             "Whale activity",
-            "Bitcoin mempool transactions of 100 BTC or more: how many, how much, where they "
-            "flow, how urgent they are and what they pay.",
+            "Bitcoin mempool transactions at or above the whale threshold: the latest ones, how "
+            "many, how much, where they flow, how urgent they are and what they pay.",
         )
+        .with_variable(
+            db.DatasourceVariable("api")
+            .label("Whale API")
+            .type(INFINITY_TYPE)
+            .description("The Infinity data source reading one exporter's /api/v1 (per instance).")
+            .current(dm.VariableOption(selected=True, text="Whale API", value=INFINITY_UID))
+        )
+        .with_row(db.Row("Latest"))
+        .with_panel(recent_whales(c))
         .with_row(db.Row("Now"))
         .with_panel(
             single(
@@ -406,6 +488,15 @@ def whale_activity() -> db.Dashboard:
         )
         .with_panel(
             single(
+                "Whale threshold",
+                "The configured whale threshold (--threshold-btc): transactions moving at least "
+                "this much are whales.",
+                "currencyBTC",
+                q(threshold),
+            )
+        )
+        .with_panel(
+            single(
                 "Fastest fee rate",
                 "Fee rate recommended now for confirmation in the next block.",
                 SAT_PER_VB,
@@ -414,28 +505,21 @@ def whale_activity() -> db.Dashboard:
         )
         .with_panel(
             single(
-                "Chain tip",
-                "Height of the latest block the exporter has seen.",
-                "none",
-                q(f"max(whale_chain_tip_height{{{SEL}}})"),
-            )
-        )
-        .with_panel(
-            single(
                 "BTC price",
-                "Bitcoin price used to convert whale values to USD.",
+                "Bitcoin price used to convert whale values to USD (NaN while unknown).",
                 "currencyUSD",
                 q(f"max(whale_price_usd{{{SEL}}})"),
-                mappings=[value_map({"0": ("unknown", "text")})],
+                mappings=no_data_mappings("unknown", "unknown"),
             )
         )
         .with_row(db.Row("Flow"))
         .with_panel(
             ts(
                 "Whales per hour by flow",
-                f"Whales detected per hour, split by flow: {flows}.",
+                f"Whales detected per hour, split by flow: {flows}. Exemplar dots link to the "
+                "transaction in the block explorer.",
                 WHALES_PER_HOUR,
-                [per_hour("whale_transactions_total", "flow")],
+                [per_hour("whale_transactions_total", "flow").exemplar(True)],
                 stacked=True,
                 bars=True,
             )
@@ -481,7 +565,8 @@ def whale_activity() -> db.Dashboard:
         .with_panel(
             heat(
                 "Whale value distribution",
-                "Whales per interval by value bucket (100, 250, 500, 1000, 2500, 5000, 10000 BTC).",
+                "Whales per interval by value bucket: 1, 1.5, 2.5, 5, 10, 25, 50 and 100 times "
+                "the whale threshold.",
                 "whale_transaction_value_btc",
                 "currencyBTC",
             )
@@ -489,9 +574,19 @@ def whale_activity() -> db.Dashboard:
         .with_panel(
             ts(
                 "Whale value quantiles",
-                "Median, 90th and 99th percentile whale value (interpolated within buckets).",
+                "Median, 90th and 99th percentile whale value (interpolated within buckets), "
+                "with the threshold as a dashed line. Exemplar dots link to the transaction.",
                 "currencyBTC",
-                quantiles("whale_transaction_value_btc", [0.5, 0.9, 0.99]),
+                [
+                    *(
+                        target.exemplar(True)
+                        for target in quantiles("whale_transaction_value_btc", [0.5, 0.9, 0.99])
+                    ),
+                    q(threshold, "threshold", "D"),
+                ],
+                configure=lambda p: p.override_by_name(
+                    "threshold", [prop("custom.lineStyle", {"fill": "dash", "dash": [10, 10]})]
+                ),
             )
         )
         .with_panel(
@@ -530,7 +625,7 @@ def whale_activity() -> db.Dashboard:
         .with_panel(
             ts(
                 "Whale fee rates",
-                "Fee rates whales pay: 10th, 50th and 90th percentile.",
+                "Fee rates whales pay: 10th, 50th and 90th percentile (buckets from 0.1 sat/vB).",
                 SAT_PER_VB,
                 quantiles("whale_fee_rate_sat_per_vbyte", [0.1, 0.5, 0.9]),
             )
@@ -564,50 +659,91 @@ def whale_activity() -> db.Dashboard:
                 w=8,
             )
         )
-        .with_row(db.Row("Recent whales"))
-        .with_panel(recent)
     )
 
 
-def prediction_accuracy() -> db.Dashboard:
-    accuracy_steps = ((None, "red"), (0.70, "orange"), (0.75, "green"))
+def prediction_accuracy(c: Config) -> db.Dashboard:
+    warn = c.accuracy_warning
+    accuracy_steps = ((None, "orange"), (warn, "green"))
+    recall_steps = ((None, "orange"), (c.recall_warning, "green"))
     dashboard = base(
+        c,
         "whale-prediction-accuracy",
         "Whale prediction accuracy",
-        "How well the exporter predicts when whales confirm: accuracy over 1h, 24h and 7d, "
-        "outcomes, and the distribution of prediction errors in blocks.",
-    ).with_row(db.Row("Accuracy"))
+        "How well the exporter predicts when whales confirm (accuracy over 1h, 24h and 7d) "
+        "and how many confirmed whales it caught in the mempool first (recall); outcomes "
+        "and the distribution of prediction errors in blocks.",
+    ).with_row(db.Row("Accuracy and recall"))
     for window in ("1h", "24h", "7d"):
         dashboard = dashboard.with_panel(
             single(
                 f"Accuracy ({window})",
-                f"Share of whales resolved in the last {window} whose confirmation the exporter "
-                "predicted correctly. Alerts fire on the 24h value below 75% / 70% "
-                "(with at least 10 outcomes).",
+                f"Share of predictions resolved in the last {window} that held (confirmed "
+                "within the predicted blocks), summed over the selected instances from the "
+                f"recording rule instance:whale_predictions:increase{window}. "
+                f"WhalePredictionAccuracyLow warns on the 24h value below {warn:.0%} (with at "
+                f"least {c.accuracy_min_predictions} predictions).",
                 "percentunit",
-                q(f'avg(whale_prediction_accuracy_ratio{{{SEL},window="{window}"}})', window),
+                q(ratio(f"instance:whale_predictions:increase{window}", "result", "hit"), window),
                 steps=accuracy_steps,
+                mappings=no_data_mappings("no outcomes yet", "no data"),
                 configure=lambda p: p.min(0).max(1),
             )
         )
     return (
         dashboard.with_panel(
             single(
+                "Recall (24h)",
+                "Share of the whales confirmed in the last 24h that the exporter caught in the "
+                "mempool before they confirmed (the rest were found by the block audit). "
+                f"WhaleRecallLow warns below {c.recall_warning:.0%} (with at least "
+                f"{c.recall_min_confirmed} confirmed whales).",
+                "percentunit",
+                q(ratio("instance:whale_confirmed:increase24h", "seen", "mempool"), "24h"),
+                steps=recall_steps,
+                mappings=no_data_mappings("no confirmed whales yet", "no data"),
+                configure=lambda p: p.min(0).max(1),
+            )
+        )
+        .with_panel(
+            single(
                 "Outcomes per window",
-                "Resolved whales each accuracy figure is based on.",
+                "Resolved predictions each accuracy figure is based on (from the recording rules).",
                 "short",
-                q(f"sum by (window) (whale_prediction_outcomes{{{SEL}}})", "{{window}}"),
-                w=12,
+                q(
+                    "sum(instance:whale_predictions:increase1h{" + SEL + "})",
+                    "1h",
+                ),
+                w=8,
                 text_mode=cm.BigValueTextMode.VALUE_AND_NAME,
+                configure=lambda p: p.with_target(
+                    q("sum(instance:whale_predictions:increase24h{" + SEL + "})", "24h", "B")
+                ).with_target(
+                    q("sum(instance:whale_predictions:increase7d{" + SEL + "})", "7d", "C")
+                ),
             )
         )
         .with_panel(
             ts(
-                "Accuracy by window",
-                "Prediction accuracy over time for each window; the lines mark the 75% warning "
-                "and 70% critical thresholds.",
+                "Accuracy and recall over time",
+                "Prediction accuracy for each window and 24h recall over time, from the "
+                f"recording rules; the dashed line marks the {warn:.0%} accuracy warning.",
                 "percentunit",
-                [q(f"avg by (window) (whale_prediction_accuracy_ratio{{{SEL}}})", "{{window}}")],
+                [
+                    *(
+                        q(
+                            ratio(f"instance:whale_predictions:increase{w}", "result", "hit"),
+                            f"accuracy {w}",
+                            chr(ord("A") + i),
+                        )
+                        for i, w in enumerate(("1h", "24h", "7d"))
+                    ),
+                    q(
+                        ratio("instance:whale_confirmed:increase24h", "seen", "mempool"),
+                        "recall 24h",
+                        "D",
+                    ),
+                ],
                 w=24,
                 configure=lambda p: (
                     p.min(0)
@@ -617,6 +753,28 @@ def prediction_accuracy() -> db.Dashboard:
                         cb.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.DASHED)
                     )
                 ),
+            )
+        )
+        .with_panel(
+            ts(
+                "Accuracy in this process",
+                "The exporter's own in-memory accuracy gauges (one process, for humans; it "
+                "restarts with the process). Alerts and the figures above use the recording "
+                "rules.",
+                "percentunit",
+                [q(f"avg by (window) (whale_prediction_accuracy_ratio{{{SEL}}})", "{{window}}")],
+                configure=lambda p: p.min(0).max(1),
+            )
+        )
+        .with_panel(
+            ts(
+                "Confirmed whales by where they were seen",
+                "Whales confirmed per hour: caught in the mempool first, or found only in the "
+                "block (missed in the mempool).",
+                WHALES_PER_HOUR,
+                [per_hour("whale_confirmed_total", "seen")],
+                stacked=True,
+                bars=True,
             )
         )
         .with_row(db.Row("Outcomes"))
@@ -633,9 +791,11 @@ def prediction_accuracy() -> db.Dashboard:
         .with_panel(
             ts(
                 "Resolved predictions",
-                "Resolved whales per window, the sample size behind each accuracy figure.",
-                "short",
-                [q(f"sum by (window) (whale_prediction_outcomes{{{SEL}}})", "{{window}}")],
+                "Predictions resolved per hour, by result (hit or miss).",
+                WHALES_PER_HOUR,
+                [per_hour("whale_predictions_total", "result")],
+                stacked=True,
+                bars=True,
             )
         )
         .with_row(db.Row("Errors"))
@@ -676,15 +836,17 @@ def prediction_accuracy() -> db.Dashboard:
     )
 
 
-def exporter_health() -> db.Dashboard:
+def exporter_health(c: Config) -> db.Dashboard:
     return (
         base(
+            c,
             "whale-exporter-health",
             "Whale exporter health",
             "Is the exporter up, connected and keeping up: stream state, reconnects, gaps, "
             "message rates, detection latency, backfill, store, notifications and resources.",
         )
         .with_row(db.Row("Status"))
+        .with_panel(firing_alerts())
         .with_panel(
             single(
                 "Scrape",
@@ -707,10 +869,11 @@ def exporter_health() -> db.Dashboard:
         .with_panel(
             single(
                 "Last message",
-                "Seconds since the last stream message (WhaleStreamStale above 5 minutes).",
+                "Seconds since the last stream message (WhaleStreamStale above "
+                f"{c.stale_after_seconds} s).",
                 "s",
                 q(f"time() - max(whale_stream_last_message_timestamp_seconds{{{SEL}}})", "age"),
-                steps=((None, "green"), (60, "orange"), (300, "red")),
+                steps=((None, "green"), (60, "orange"), (c.stale_after_seconds, "red")),
             )
         )
         .with_panel(
@@ -733,9 +896,12 @@ def exporter_health() -> db.Dashboard:
         .with_panel(
             single(
                 "Version",
-                "Exporter version (whale_exporter_build_info).",
+                "Exporter version and source revision (whale_exporter_build_info).",
                 "none",
-                q(f"max by (version) (whale_exporter_build_info{{{SEL}}})", "{{version}}"),
+                q(
+                    f"max by (version, revision) (whale_exporter_build_info{{{SEL}}})",
+                    "{{version}} ({{revision}})",
+                ),
                 text_mode=cm.BigValueTextMode.NAME,
             )
         )
@@ -812,6 +978,61 @@ def exporter_health() -> db.Dashboard:
                 "s",
                 quantiles("whale_detection_latency_seconds", [0.5, 0.9, 0.99]),
                 w=8,
+            )
+        )
+        .with_row(db.Row("REST and event loop"))
+        .with_panel(
+            ts(
+                "REST requests by code",
+                "REST requests to the mempool instance per second, by HTTP status code "
+                "(`error`: no response). 429 means the instance is rate-limiting us.",
+                "reqps",
+                [
+                    q(
+                        f"sum by (code) (rate(whale_rest_requests_total{{{SEL}}}"
+                        "[$__rate_interval]))",
+                        "{{code}}",
+                    )
+                ],
+                stacked=True,
+                w=8,
+            )
+        )
+        .with_panel(
+            ts(
+                "REST errors by endpoint",
+                "REST requests per second that failed (status 4xx/5xx or no response), by route "
+                "template.",
+                "reqps",
+                [
+                    # `or ... * 0`: every endpoint shows, at 0 until it fails.
+                    q(
+                        "sum by (endpoint) (rate(whale_rest_requests_total"
+                        f'{{{SEL},code!~"2..|3.."}}[$__rate_interval])) or sum by (endpoint) '
+                        f"(rate(whale_rest_requests_total{{{SEL}}}[$__rate_interval])) * 0",
+                        "{{endpoint}}",
+                    )
+                ],
+                w=8,
+            )
+        )
+        .with_panel(
+            ts(
+                "REST latency",
+                "REST request duration to the response headers: median and 99th percentile.",
+                "s",
+                quantiles("whale_rest_request_duration_seconds", [0.5, 0.99]),
+                w=8,
+            )
+        )
+        .with_panel(
+            ts(
+                "Event-loop lag",
+                "How late the exporter's event loop ran a 0.5 s timer (median, 99th percentile "
+                "and worst bucket): time it was busy or blocked, which delays every frame.",
+                "s",
+                quantiles("whale_event_loop_lag_seconds", [0.5, 0.99]),
+                w=24,
             )
         )
         .with_row(db.Row("Backfill and store"))
@@ -906,11 +1127,12 @@ def exporter_health() -> db.Dashboard:
         .with_panel(
             ts(
                 "Resident memory",
-                "Resident set size per exporter; WhaleExporterMemoryHigh fires above 400 MiB.",
+                "Resident set size per exporter; WhaleExporterMemoryHigh fires above "
+                f"{c.memory_high_mib} MiB.",
                 "bytes",
                 [q(f"process_resident_memory_bytes{{{SEL}}}", "{{instance}}")],
                 configure=lambda p: p.thresholds(
-                    thresholds((None, "green"), (400 * 1024 * 1024, "red"))
+                    thresholds((None, "green"), (c.memory_high_mib * 1024 * 1024, "red"))
                 ).thresholds_style(
                     cb.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.DASHED)
                 ),
@@ -932,7 +1154,7 @@ def exporter_health() -> db.Dashboard:
     )
 
 
-DASHBOARDS: dict[str, Callable[[], db.Dashboard]] = {
+DASHBOARDS: dict[str, Callable[[Config], db.Dashboard]] = {
     "whale-activity.json": whale_activity,
     "prediction-accuracy.json": prediction_accuracy,
     "exporter-health.json": exporter_health,
@@ -947,25 +1169,6 @@ def render(builder: db.Dashboard) -> str:
     return json.dumps(model, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def generate(out_dir: Path) -> list[Path]:
-    """Write every dashboard into out_dir and return the paths written."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, build in DASHBOARDS.items():
-        path = out_dir / name
-        path.write_text(render(build()), encoding="utf-8")
-        written.append(path)
-    return written
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=OUT_DIR, help="output directory")
-    args = parser.parse_args(argv)
-    for path in generate(args.out):
-        print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def render_all(config: Config) -> dict[str, str]:
+    """File name -> JSON of every dashboard."""
+    return {name: render(build(config)) for name, build in DASHBOARDS.items()}
