@@ -32,7 +32,7 @@ async def test_document_describes_every_route_and_its_credentials(
     whales = document["paths"]["/api/v1/whales"]["get"]
     assert whales["security"] == [{"bearer": []}]
     assert {p["name"] for p in whales["parameters"]} == {
-        "limit", "since", "flow", "min_btc", "status", "outcome", "min_urgency", "rbf"
+        "limit", "since", "until", "flow", "min_btc", "status", "outcome", "min_urgency", "rbf"
     }  # fmt: skip
     assert {"200", "401", "422", "429"} <= set(whales["responses"])
     assert document["paths"]["/metrics"]["get"]["security"] == []
