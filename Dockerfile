@@ -1,16 +1,26 @@
-# mempool-whale-exporter: python:3.11-slim, installed with `pip install .`, running as a
-# non-root user. Metrics, API and the Alertmanager relay listen on port 9743.
+# mempool-whale-exporter: python:3.11-slim, dependencies from the hashed lock file, the package
+# itself with `pip install .`, running as a non-root user. Metrics, API and the Alertmanager relay
+# listen on port 9743.
 #
-#   docker build -t mempool-whale-exporter .
-#   docker run -p 9743:9743 mempool-whale-exporter
+#   docker build --build-arg REVISION=$(git rev-parse --short=12 HEAD) -t mempool-whale-exporter .
+#   docker run -p 127.0.0.1:9743:9743 mempool-whale-exporter
+#
+# requirements.lock pins every dependency with its hashes (`make lock` regenerates it), so two
+# builds of the same commit install the same bytes.
 
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+COPY requirements.lock ./
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --require-hashes --only-binary=:all: -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY exporter/ exporter/
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install .
+ARG REVISION=unknown
+# whale_exporter_build_info{revision}: the source commit this image was built from.
+RUN echo "$REVISION" > exporter/REVISION \
+    && /opt/venv/bin/pip install --no-deps .
 
 FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH \
@@ -31,4 +41,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9743/healthz', timeout=4)"]
 
 ENTRYPOINT ["mempool-whale-exporter"]
-CMD ["--listen", "0.0.0.0:9743"]
+CMD ["run", "--listen", "0.0.0.0:9743"]

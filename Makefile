@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 ARGS   ?=
 APT    := DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: run demo test lint format typecheck mixin dashboards check-mixin check-dashboards bench tools venv clean
+.PHONY: run demo test lint format typecheck lock mixin dashboards check-mixin check-dashboards bench tools venv clean
 
 run: venv ## Watch mempool.space (flags via ARGS="--threshold-btc 500 ...")
 	$(PY) -m exporter run $(ARGS)
@@ -27,6 +27,10 @@ typecheck: venv ## mypy --strict on the package and the mixin
 format: venv
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
+
+lock: venv ## Regenerate requirements.lock (pinned, hashed dependencies for the image build)
+	$(PY) -m piptools compile --quiet --generate-hashes --strip-extras --no-emit-index-url \
+		--no-emit-find-links --output-file=requirements.lock pyproject.toml
 
 mixin: venv ## Regenerate rules, dashboards and Kubernetes objects from mixin/ (CONFIG=my.yml OUT=dir)
 	$(PY) -m mixin $(if $(CONFIG),--config $(CONFIG)) $(if $(OUT),--out $(OUT))

@@ -8,12 +8,15 @@ docker-compose.yml, prometheus.yml, alertmanager.yml, Grafana provisioning and t
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -89,7 +92,8 @@ def assert_points_at_service(address: str, service: str, port: int | None = None
 def test_expected_services_exist() -> None:
     """Compose runs the exporter, Prometheus, Alertmanager and Grafana (plus a mail catcher)."""
     assert {"exporter", "prometheus", "alertmanager", "grafana", "mailpit"} <= set(SERVICES)
-    assert SERVICES["exporter"]["build"] == "."
+    assert SERVICES["exporter"]["build"]["context"] == "."
+    assert "REVISION" in SERVICES["exporter"]["build"]["args"]  # whale_exporter_build_info
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
@@ -150,9 +154,80 @@ def test_grafana_installs_the_infinity_plugin() -> None:
 
 @pytest.mark.parametrize("service", sorted(DEFAULT_PORTS.keys() | {"exporter"}))
 def test_each_ui_port_is_published_on_the_port_the_service_listens_on(service: str) -> None:
-    """Each service publishes the port it listens on, on the same host port."""
+    """Each service publishes the port it listens on, on the same host port of 127.0.0.1."""
     port = listen_port(service)
-    assert f"{port}:{port}" in SERVICES[service]["ports"]
+    assert f"127.0.0.1:{port}:{port}" in SERVICES[service]["ports"]
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_every_published_port_is_bound_to_loopback(service: str) -> None:
+    """No port is published on every interface: each is bound to 127.0.0.1."""
+    for spec in SERVICES[service].get("ports", []):
+        assert isinstance(spec, str) and spec.startswith("127.0.0.1:"), f"{service}: {spec}"
+        assert spec.count(":") == 2, f"{service}: {spec}"
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_every_service_has_a_healthcheck_and_log_rotation(service: str) -> None:
+    """Each service checks its own health and rotates its json-file logs."""
+    config = SERVICES[service]
+    test = config["healthcheck"]["test"]
+    assert test[0] == "CMD" and len(test) > 1, service
+    logging = config["logging"]
+    assert logging["driver"] == "json-file", service
+    assert logging["options"]["max-size"] and int(logging["options"]["max-file"]) >= 1
+
+
+def test_dependencies_wait_for_healthy_services() -> None:
+    """Every depends_on waits for `service_healthy` of a service that has a healthcheck."""
+    edges = 0
+    for name, config in SERVICES.items():
+        depends = config.get("depends_on", {})
+        assert isinstance(depends, dict), f"{name}: depends_on must name conditions"
+        for dependency, condition in depends.items():
+            assert condition == {"condition": "service_healthy"}, f"{name} -> {dependency}"
+            assert "healthcheck" in SERVICES[dependency], dependency
+            edges += 1
+    assert edges >= 3
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_images_are_pinned_to_a_patch_release(service: str) -> None:
+    """Upstream images name an exact x.y.z tag (never latest or a floating minor)."""
+    image = SERVICES[service]["image"]
+    if "build" in SERVICES[service]:
+        assert image.endswith(":local"), image
+        return
+    assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", image), image
+
+
+def test_grafana_plugin_is_pinned_to_a_version() -> None:
+    """GF_INSTALL_PLUGINS installs Infinity at an exact version."""
+    plugins = SERVICES["grafana"]["environment"]["GF_INSTALL_PLUGINS"]
+    pins = dict(p.split() for p in plugins.split(","))
+    assert re.fullmatch(r"\d+\.\d+\.\d+", pins["yesoreyeram-infinity-datasource"])
+
+
+def test_demo_profile_replaces_the_live_exporter() -> None:
+    """`live` (the .env default) runs the real exporter; `demo` runs the simulator as `exporter`."""
+    live, demo = SERVICES["exporter"], SERVICES["exporter-demo"]
+    assert live["profiles"] == ["live"] and live["command"][0] == "run"
+    assert demo["profiles"] == ["demo"] and demo["command"][0] == "demo"
+    assert "exporter" in demo["networks"]["default"]["aliases"]
+    assert demo["ports"] == live["ports"] and demo["image"] == live["image"]
+    env = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".env").read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    )
+    assert env["COMPOSE_PROFILES"] == "live"
+    unprofiled = [name for name, config in SERVICES.items() if "profiles" not in config]
+    assert "exporter" not in unprofiled and "exporter-demo" not in unprofiled
+
+
+def test_prometheus_keeps_exemplars() -> None:
+    """Prometheus runs with exemplar storage, so whale spikes link to their txid."""
+    assert "--enable-feature=exemplar-storage" in SERVICES["prometheus"]["command"]
 
 
 def test_prometheus_targets_agree_with_compose() -> None:
@@ -201,11 +276,13 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 
 def test_dockerfile_builds_from_python_slim_as_non_root() -> None:
-    """The image is python:3.11-slim, installs with pip install . and runs as a non-root user."""
+    """The image is python:3.11-slim, installs the lock with hashes, then the package alone."""
     instructions = dockerfile_instructions()
     bases = [arg.split()[0] for op, arg in instructions if op == "FROM"]
     assert bases and all(base == "python:3.11-slim" for base in bases)
-    assert any(op == "RUN" and re.search(r"pip install \.(\s|$)", arg) for op, arg in instructions)
+    runs = " ".join(arg for op, arg in instructions if op == "RUN")
+    assert re.search(r"pip install --require-hashes .*-r requirements\.lock", runs)
+    assert re.search(r"pip install --no-deps \.(\s|$)", runs)
     users = [arg for op, arg in instructions if op == "USER"]
     assert users, "no USER instruction"
     assert users[-1].split(":")[0] not in {"root", "0"}
@@ -239,5 +316,30 @@ def test_docs_document_every_published_port() -> None:
     text = DOCS.read_text(encoding="utf-8")
     for name, service in SERVICES.items():
         for spec in service.get("ports", []):
-            host_port = str(spec).split(":")[0]
+            host_port = str(spec).split(":")[-2]
             assert f"localhost:{host_port}" in text, f"{name}: port {host_port} undocumented"
+
+
+def lock_pins() -> dict[str, tuple[str, int]]:
+    """name -> (pinned version, number of hashes) from requirements.lock."""
+    pins: dict[str, tuple[str, int]] = {}
+    text = (ROOT / "requirements.lock").read_text(encoding="utf-8")
+    for block in re.split(r"\n(?=[a-z0-9])", text):
+        match = re.match(r"([a-z0-9][a-z0-9._-]*)==([^\s\\]+)", block)
+        if match:
+            hashes = block.count("--hash=sha256:")
+            pins[canonicalize_name(match.group(1))] = (match.group(2), hashes)
+    return pins
+
+
+def test_lock_file_pins_every_dependency_with_hashes() -> None:
+    """requirements.lock pins each pyproject dependency (in range) and hashes every pin."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    pins = lock_pins()
+    assert len(pins) >= len(project["dependencies"])
+    for name, (_, hashes) in pins.items():
+        assert hashes >= 1, f"{name} has no hash"
+    for spec in project["dependencies"]:
+        requirement = Requirement(spec)
+        version, _ = pins[canonicalize_name(requirement.name)]
+        assert requirement.specifier.contains(version), f"{requirement} but locked {version}"
