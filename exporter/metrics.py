@@ -82,7 +82,117 @@ def rest_endpoint(path: str) -> str:
     return _NUMBER.sub(":n", _TXID.sub(":hash", path)) or "/"
 
 
-class Metrics:
+class Bookkeeping:
+    """What the pipeline's steps, events and state count: the per-event half of `Metrics`.
+
+    The series are built by `Metrics.__init__`; this half only records into them.
+    """
+
+    seen: Counter
+    decode_errors: Counter
+    reorgs: Counter
+    transactions: Counter
+    volume: Counter
+    value: Histogram
+    urgency: Histogram
+    urgent: Counter
+    fee_rate: Histogram
+    latency: Histogram
+    replacements: Counter
+    confirmed: Counter
+    outcomes: Counter
+    corrections: Counter
+    predictions: Counter
+    confirmation_blocks: Histogram
+    prediction_error: Histogram
+    confirmation_duration: Histogram
+    pending: Gauge
+    accuracy: Gauge
+    accuracy_samples: Gauge
+    fee_recommended: Gauge
+    mempool_transactions: Gauge
+    mempool_vbytes: Gauge
+    tip_height: Gauge
+    price: Gauge
+
+    def record_step(self, step: Step) -> None:
+        """Counts of one tracker step: transactions examined, skipped, forks seen."""
+        self.seen.inc(step.seen)
+        if step.errors:
+            self.decode_errors.labels("transaction").inc(len(step.errors))
+        if step.forks:
+            self.reorgs.inc(step.forks)
+
+    def record_event(
+        self, event: Event, *, seen: str | None = None, latency: float | None = None
+    ) -> None:
+        """One event: a new whale, a replacement, or an outcome counted once per whale.
+
+        A correction to another outcome counts the new one and the withdrawn one (in
+        `corrections`); a whale resolved again with the outcome it had counts nothing new.
+        `seen` is the recall label of a first confirmation, `latency` a detection's.
+        """
+        signal = event.signal
+        if event.kind is EventKind.DETECTED:
+            exemplar = {"txid": signal.txid}  # links a spike to its transaction, not a label
+            self.transactions.labels(signal.flow.value).inc(exemplar=exemplar)
+            self.volume.labels(signal.flow.value).inc(signal.value_btc)
+            self.value.observe(signal.value_btc, exemplar=exemplar)
+            if signal.seen_in_mempool:  # a whale found in a block was never scored
+                self.urgency.observe(signal.urgency_score)
+                self.urgent.labels(signal.urgency_level.value).inc()
+            self.fee_rate.observe(signal.effective_fee_rate)
+            if latency is not None:
+                self.latency.observe(max(latency, 0.0))
+        elif event.kind is EventKind.REPLACED:
+            self.replacements.inc()
+        if seen is not None:
+            self.confirmed.labels(seen).inc()
+        if not event.changes_outcome or signal.outcome is None:
+            return
+        self.outcomes.labels(signal.outcome.value).inc()
+        if event.previous is not None:
+            self.corrections.labels(event.previous.value).inc()
+        self.count_prediction(signal)
+        blocks = signal.confirmation_blocks
+        if blocks is not None:
+            self.confirmation_blocks.observe(blocks)
+            if signal.predicted_blocks is not None:
+                self.prediction_error.observe(blocks - signal.predicted_blocks)
+            if signal.resolved_at is not None:
+                start = signal.first_seen or signal.detected_at
+                self.confirmation_duration.observe(max(signal.resolved_at - start, 0.0))
+
+    def record_state(
+        self, pending: Mapping[Flow, int], accuracy: Mapping[str, tuple[float | None, int]]
+    ) -> None:
+        """Pending whales by flow and the accuracy windows, pushed from in-memory state."""
+        for flow in Flow:
+            self.pending.labels(flow.value).set(pending.get(flow, 0))
+        for window, (ratio, count) in accuracy.items():
+            self.accuracy.labels(window).set(ratio if ratio is not None else float("nan"))
+            self.accuracy_samples.labels(window).set(count)
+
+    def record_picture(self, picture: FeePicture) -> None:
+        if picture.recommended:
+            for key in FEE_KEYS.values():
+                self.fee_recommended.labels(key).set(picture.recommended[key])
+        if picture.mempool_count is not None:
+            self.mempool_transactions.set(picture.mempool_count)
+        if picture.mempool_vbytes is not None:
+            self.mempool_vbytes.set(picture.mempool_vbytes)
+        if picture.tip_height is not None:
+            self.tip_height.set(picture.tip_height)
+        self.price.set(picture.price_usd or float("nan"))  # unknown is NaN, never a price of 0
+
+    def count_prediction(self, signal: Signal) -> None:
+        """Count a resolved whale's prediction as a hit or a miss (if it tested one)."""
+        hit = signal.hit
+        if hit is not None:
+            self.predictions.labels("hit" if hit else "miss").inc()
+
+
+class Metrics(Bookkeeping):
     """Holds every series; tests build one per fresh `CollectorRegistry`."""
 
     def __init__(
@@ -466,84 +576,6 @@ class Metrics:
         for name in STREAM_STATES:
             self.state.labels(name).set(1 if name == state else 0)
         self.connected.set(1 if state == "connected" else 0)
-
-    # --- bookkeeping of the pipeline's steps, events and state ---------------------------
-
-    def record_step(self, step: Step) -> None:
-        """Counts of one tracker step: transactions examined, skipped, forks seen."""
-        self.seen.inc(step.seen)
-        if step.errors:
-            self.decode_errors.labels("transaction").inc(len(step.errors))
-        if step.forks:
-            self.reorgs.inc(step.forks)
-
-    def record_event(
-        self, event: Event, *, seen: str | None = None, latency: float | None = None
-    ) -> None:
-        """One event: a new whale, a replacement, or an outcome counted once per whale.
-
-        A correction to another outcome counts the new one and the withdrawn one (in
-        `corrections`); a whale resolved again with the outcome it had counts nothing new.
-        `seen` is the recall label of a first confirmation, `latency` a detection's.
-        """
-        signal = event.signal
-        if event.kind is EventKind.DETECTED:
-            exemplar = {"txid": signal.txid}  # links a spike to its transaction, not a label
-            self.transactions.labels(signal.flow.value).inc(exemplar=exemplar)
-            self.volume.labels(signal.flow.value).inc(signal.value_btc)
-            self.value.observe(signal.value_btc, exemplar=exemplar)
-            if signal.seen_in_mempool:  # a whale found in a block was never scored
-                self.urgency.observe(signal.urgency_score)
-                self.urgent.labels(signal.urgency_level.value).inc()
-            self.fee_rate.observe(signal.effective_fee_rate)
-            if latency is not None:
-                self.latency.observe(max(latency, 0.0))
-        elif event.kind is EventKind.REPLACED:
-            self.replacements.inc()
-        if seen is not None:
-            self.confirmed.labels(seen).inc()
-        if not event.changes_outcome or signal.outcome is None:
-            return
-        self.outcomes.labels(signal.outcome.value).inc()
-        if event.previous is not None:
-            self.corrections.labels(event.previous.value).inc()
-        self.count_prediction(signal)
-        blocks = signal.confirmation_blocks
-        if blocks is not None:
-            self.confirmation_blocks.observe(blocks)
-            if signal.predicted_blocks is not None:
-                self.prediction_error.observe(blocks - signal.predicted_blocks)
-            if signal.resolved_at is not None:
-                start = signal.first_seen or signal.detected_at
-                self.confirmation_duration.observe(max(signal.resolved_at - start, 0.0))
-
-    def record_state(
-        self, pending: Mapping[Flow, int], accuracy: Mapping[str, tuple[float | None, int]]
-    ) -> None:
-        """Pending whales by flow and the accuracy windows, pushed from in-memory state."""
-        for flow in Flow:
-            self.pending.labels(flow.value).set(pending.get(flow, 0))
-        for window, (ratio, count) in accuracy.items():
-            self.accuracy.labels(window).set(ratio if ratio is not None else float("nan"))
-            self.accuracy_samples.labels(window).set(count)
-
-    def record_picture(self, picture: FeePicture) -> None:
-        if picture.recommended:
-            for key in FEE_KEYS.values():
-                self.fee_recommended.labels(key).set(picture.recommended[key])
-        if picture.mempool_count is not None:
-            self.mempool_transactions.set(picture.mempool_count)
-        if picture.mempool_vbytes is not None:
-            self.mempool_vbytes.set(picture.mempool_vbytes)
-        if picture.tip_height is not None:
-            self.tip_height.set(picture.tip_height)
-        self.price.set(picture.price_usd or float("nan"))  # unknown is NaN, never a price of 0
-
-    def count_prediction(self, signal: Signal) -> None:
-        """Count a resolved whale's prediction as a hit or a miss (if it tested one)."""
-        hit = signal.hit
-        if hit is not None:
-            self.predictions.labels("hit" if hit else "miss").inc()
 
     def observe_rest(self, path: str, code: str, seconds: float) -> None:
         """Record one REST request; `path` is reduced to a bounded route template."""
