@@ -36,6 +36,19 @@ def test_urls_derive_from_the_base() -> None:
     assert local.ws_url == "ws://10.0.0.5:8999/api/v1/ws"
 
 
+def test_resync_and_esplora_settings_are_checked() -> None:
+    """A bad esplora URL, REST rate or fetch limit is named by its flag and variable."""
+    with pytest.raises(ConfigError) as info:
+        load({"esplora_url": "ftp://electrs:3000", "rest_rate": 0},
+             environ={"WHALE_RESYNC_FETCH_LIMIT": "-1"})  # fmt: skip
+    text = str(info.value)
+    for setting in ("--esplora-url / WHALE_ESPLORA_URL", "--rest-rate / WHALE_REST_RATE",
+                    "--resync-fetch-limit / WHALE_RESYNC_FETCH_LIMIT"):  # fmt: skip
+        assert setting in text
+    ok = load({"esplora_url": "http://electrs:3000/"}, environ={})
+    assert ok.esplora_url == "http://electrs:3000"
+
+
 def test_apprise_urls_from_env_are_split() -> None:
     """WHALE_APPRISE_URLS takes URLs separated by commas or whitespace."""
     settings = load({}, environ={"WHALE_APPRISE_URLS": "json://a/b, mailto://u:p@h\ntgram://x/y"})

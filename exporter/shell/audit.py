@@ -85,7 +85,10 @@ class BlockAudit:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            await self.drain()
+            try:
+                await self.drain()
+            except Exception:  # a bug here must not stop the exporter: retried at the next tick
+                log.exception("block audit failed")
 
     async def drain(self) -> None:
         """Audit every queued block once; failed ones stay queued for `retry`."""

@@ -80,7 +80,10 @@ class Resync:
             if not p.stream_up() or p.generation != generation:
                 continue  # that connection did not last: wait for one that does
             p.resync.clear()
-            await self.run()
+            try:
+                await self.run()
+            except Exception:  # a bug here must not stop the exporter: the next resync retries
+                log.exception("resync failed")
 
     async def run(self) -> None:
         p = self.p
