@@ -74,3 +74,16 @@ async def test_schemathesis_finds_no_5xx_and_no_nonconforming_answer(
     report = output.decode(errors="replace")
     assert process.returncode == 0, report[-6000:]
     assert "No issues found" in report, report[-3000:]
+
+
+async def test_since_takes_date_times_only(
+    sim: SimulatedMempool, start_exporter: StartExporter
+) -> None:
+    """`since` is an ISO 8601 date-time as documented; numbers, bare dates, nonsense get 422."""
+    exporter = await start_exporter(sim.url)
+    for value in ("2026-01-31T12:00:00Z", "2026-01-31T12:00:00", "2026-01-31T13:00:00+01:00"):
+        assert (await exporter.http.get("/api/v1/whales", params={"since": value})).is_success
+    for value in ("0.5", "1767225600", "2026-01-31", "2026-13-01T00:00:00Z", "soon"):
+        answer = await exporter.http.get("/api/v1/whales", params={"since": value})
+        assert answer.status_code == 422, value
+        assert answer.json()["details"][0]["parameter"] == "since"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import signal
 import socket
 import ssl
@@ -16,14 +17,16 @@ import pytest
 import yaml
 from certs import Authority, Pair
 from conftest import StartExporter
-from support import wait_for
+from support import tool, wait_for
 from test_cli import exporter_process, run_cli, stop
+from test_stack import process
 
 from exporter.errors import ConfigError
 from exporter.shell.http import auth, webconfig
 from exporter.sim.mempool import SimulatedMempool
 
 SETTING = "--web-config-file / WHALE_WEB_CONFIG_FILE"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def hashed(password: str) -> str:
@@ -241,3 +244,58 @@ def test_client_auth_needs_a_ca(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="needs client_ca_file"):
         webconfig.load(web)
+
+
+def scrape_config_from_example(ca: Path, password_file: Path, target: str) -> dict[str, Any]:
+    """prometheus/prometheus.yml's exporter job with its commented TLS + basic-auth lines on."""
+    text = (ROOT / "prometheus" / "prometheus.yml").read_text(encoding="utf-8")
+    enabled = re.sub(r"^(\s+)# (scheme|tls_config|basic_auth):", r"\1\2:", text, flags=re.M)
+    config = yaml.safe_load(enabled)
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "whale-exporter"]
+    assert job["scheme"] == "https", "the commented example is gone from prometheus.yml"
+    job["tls_config"]["ca_file"] = str(ca)
+    job["basic_auth"]["password_file"] = str(password_file)
+    job["static_configs"] = [{"targets": [target]}]
+    return {"global": {"scrape_interval": "1s", "scrape_timeout": "1s"}, "scrape_configs": [job]}
+
+
+async def test_real_prometheus_scrapes_over_tls_with_basic_auth(
+    tmp_path: Path, sim: SimulatedMempool, start_exporter: StartExporter
+) -> None:
+    """Debian's Prometheus, configured as prometheus.yml's example shows, scrapes the exporter."""
+    ca = Authority(tmp_path)
+    web = write_config(
+        tmp_path / "web.yml",
+        tls_server_config=tls_section(ca.issue("server")),
+        basic_auth_users={"prometheus": hashed("scrape-pass")},
+    )
+    exporter = await start_exporter(sim.url, web_config_file=web)
+    password = tmp_path / "whale-password"
+    password.write_text("scrape-pass", encoding="utf-8")
+    target = exporter.base.removeprefix("http://")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump(scrape_config_from_example(ca.pair.cert, password, target)))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "prometheus.log"
+    argv = [tool("prometheus"), f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
+            f"--storage.tsdb.path={tmp_path / 'data'}"]  # fmt: skip
+    with process(argv, log) as child:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+
+            async def target_up() -> bool:
+                if child.poll() is not None:
+                    raise AssertionError(log.read_text(errors="replace")[-3000:])
+                try:
+                    body = (await http.get("/api/v1/targets")).json()
+                except (httpx.TransportError, ValueError):
+                    return False
+                active = body["data"]["activeTargets"]
+                return bool(active) and active[0]["health"] == "up"
+
+            def log_tail() -> str:
+                return log.read_text(errors="replace")[-3000:]
+
+            await wait_for(target_up, 60, "the exporter target up", log_tail, interval=0.5)
+    assert exporter.value("whale_http_rejected_requests_total", reason="unauthorized") == 0
