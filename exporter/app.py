@@ -27,7 +27,7 @@ from exporter.notify.notifier import Notifier
 from exporter.pipeline import Notifies, Pipeline
 from exporter.shell.budget import Budget
 from exporter.shell.esplora import Esplora
-from exporter.shell.http import ApiState, relay_served, webconfig
+from exporter.shell.http import ApiState, relay_served, webconfig, whale_json
 from exporter.shell.http.auth import Tokens
 from exporter.shell.http.middleware import Access
 from exporter.shell.http.server import WebServer
@@ -99,6 +99,10 @@ async def run(
     registry = registry or CollectorRegistry()
     metrics = Metrics(registry, threshold_btc=settings.threshold_btc)
     store = Store(settings.db, metrics)
+    notifier = Notifier(
+        settings, metrics, store, whale_json=lambda signal: whale_json(signal, settings)
+    )
+    notifier.load()  # a bad destination or rules file: one line, before anything else happens
     try:
         await store.open()
     except Exception as exc:
@@ -118,7 +122,6 @@ async def run(
     esplora = None if settings.esplora_url is None else Esplora(settings.esplora_url)
     try:
         sock = bind(settings)
-        notifier = Notifier(settings, metrics, store)
         await notifier.start()
         broker = Broker(settings, store, metrics)
         await broker.start()
@@ -128,6 +131,7 @@ async def run(
         await _serve(settings, metrics, registry, store, pipeline, notifier, broker, web, sock,
                      stop, on_ready, backoff, handle_signals)  # fmt: skip
     finally:
+        await notifier.close(timeout=0)  # a no-op after _serve's; else frees the webhook client
         await rest.aclose()
         if esplora is not None:
             await esplora.aclose()

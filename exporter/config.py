@@ -23,9 +23,14 @@ from exporter.core.models import MAX_BTC, SATS_PER_BTC
 from exporter.errors import ConfigError
 
 ENV_PREFIX = "WHALE_"
+MIN_WEBHOOK_SECRET = 16
 DEFAULT_PORT = 9743
 MIN_TOKEN_LENGTH = 16
-REPEATABLE = {"apprise_urls": "--apprise-url", "api_tokens": "--api-token"}
+REPEATABLE = {
+    "apprise_urls": "--apprise-url",
+    "api_tokens": "--api-token",
+    "webhook_urls": "--webhook-url",
+}
 ALIASES = {"web_config_file": ("--web.config.file",)}  # exporter-toolkit's spelling
 
 
@@ -108,6 +113,16 @@ class Settings(BaseSettings):
     )
     notify_timeout: float = Field(10.0, gt=0, description="Timeout of one Apprise send (s)")
     notify_retries: int = Field(3, ge=0, le=10, description="Retries of a failed send")
+    webhook_urls: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        (),
+        description="Signed-webhook URLs: each whale event is POSTed there as signed JSON "
+        "(repeatable flag; env: comma/space separated)",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="Key of the webhooks' HMAC-SHA256 signature; required with --webhook-url "
+        f"(at least {MIN_WEBHOOK_SECRET} characters)",
+    )
     alertmanager_token: SecretStr | None = Field(
         None, description="Bearer token required on POST /alertmanager"
     )
@@ -151,7 +166,7 @@ class Settings(BaseSettings):
             raise ValueError("must be HOST:PORT with a port from 0 to 65535")
         return value
 
-    @field_validator("apprise_urls", "api_tokens", mode="before")
+    @field_validator("apprise_urls", "api_tokens", "webhook_urls", mode="before")
     @classmethod
     def _split_urls(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -175,6 +190,22 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"each token must be {MIN_TOKEN_LENGTH}+ printable characters without spaces"
                 )
+        return value
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _check_webhooks(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for index, url in enumerate(value, start=1):
+            parts = urlsplit(url.get_secret_value())
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"URL #{index} must be an http:// or https:// URL")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_WEBHOOK_SECRET:
+            raise ValueError(f"must be at least {MIN_WEBHOOK_SECRET} characters")
         return value
 
     @property
@@ -253,6 +284,11 @@ def load(cli: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Se
             f"{flag('ping_interval')} / {env_name('ping_interval')}: must be below "
             f"{flag('stale_after')} ({settings.stale_after:g}), or no ping comes before the "
             "stream is declared stale"
+        )
+    if settings.webhook_urls and settings.webhook_secret is None:
+        problems.append(
+            f"{flag('webhook_secret')} / {env_name('webhook_secret')}: required with "
+            f"{flag('webhook_urls')}: every webhook is signed"
         )
     for name in ("exchange_addresses", "apprise_config", "alert_rules", "web_config_file"):
         path = getattr(settings, name)

@@ -503,6 +503,29 @@ class Metrics(Bookkeeping):
             buckets=NOTIFY_BUCKETS,
             registry=r,
         )
+        self.notify_backlog = Gauge(
+            f"{p}_notification_backlog_messages",
+            "Messages waiting for one destination (what is held while it is down counts as one).",
+            ["destination"],
+            registry=r,
+        )
+        self.notify_destination_up = Gauge(
+            f"{p}_notification_destination_up",
+            "1 while a destination takes messages; 0 while it is down and its alerts are held.",
+            ["destination"],
+            registry=r,
+        )
+        self.notify_folded = Counter(
+            f"{p}_notifications_folded",
+            "Alerts folded into a digest because a destination's queue was full or it was down.",
+            ["destination", "reason"],
+            registry=r,
+        )
+        self.notify_dedup_keys = Gauge(
+            f"{p}_notification_dedup_keys",
+            "Notification dedup keys held in memory (kept as long as --retention-days).",
+            registry=r,
+        )
 
         # HTTP: access control, limits and the live whale stream (SSE)
         self.http_rejected = Counter(

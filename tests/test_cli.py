@@ -140,7 +140,8 @@ def test_readme_documents_every_setting_and_metric() -> None:
 
 
 async def test_secrets_never_reach_logs_metrics_or_api(tmp_path: Path) -> None:
-    """An Apprise token in the URL is absent from debug logs, /metrics and every API answer."""
+    """Apprise and webhook tokens and the webhook key are absent from debug logs, /metrics and
+    every API answer."""
     import httpx
 
     from exporter.sim.receiver import Receiver
@@ -151,6 +152,8 @@ async def test_secrets_never_reach_logs_metrics_or_api(tmp_path: Path) -> None:
         return 500  # so the send is retried and its error logged
 
     receiver = await Receiver(respond=failing).start()
+    hook = await Receiver(respond=failing).start()
+    hook_token, hook_secret = "W3bh00kT0kenABC", "whsec-signing-key-0123"
     sim = SimulatedMempool(seed=4, auto=False)
     await sim.start()
     url = f"json://user:{password}@127.0.0.1:{receiver.port}/hook?+X-Token={token}"
@@ -162,13 +165,16 @@ async def test_secrets_never_reach_logs_metrics_or_api(tmp_path: Path) -> None:
             "--mempool-url", sim.url, "--db", str(tmp_path / "w.duckdb"),
             "--listen", f"127.0.0.1:{port}", "--log-level", "DEBUG",
             "--apprise-url", url, "--notify-retries", "1",
-            env={"WHALE_ALERTMANAGER_TOKEN": "am-token-123456"},
+            "--webhook-url", f"http://127.0.0.1:{hook.port}/in/{hook_token}",
+            env={"WHALE_ALERTMANAGER_TOKEN": "am-token-123456",
+                 "WHALE_WEBHOOK_SECRET": hook_secret},
         ) as process:  # fmt: skip
             await sim.wait_until(lambda s: s.connections >= 1)
             tx = sim.make_tx(outputs=[(sim.random_address(), 300 * 100_000_000)])
             sim.add(tx)
             await sim.flush()
             await receiver.wait_for(2, timeout=30)  # the first send and its retry
+            await hook.wait_for(2, timeout=30)  # the signed webhook too
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
                 answers = [
                     (await http.get(path)).text
@@ -180,9 +186,11 @@ async def test_secrets_never_reach_logs_metrics_or_api(tmp_path: Path) -> None:
     finally:
         await sim.stop()
         await receiver.close()
+        await hook.close()
+    assert hook.received[0].path == f"/in/{hook_token}"  # the token really was used
     assert tx["txid"] in logs and "DEBUG" in logs  # the log did say things
     for text in (logs, *answers, relay.text):
-        for secret in (token, password, "am-token-123456"):
+        for secret in (token, password, "am-token-123456", hook_token, hook_secret):
             assert secret not in text
 
 

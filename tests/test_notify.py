@@ -139,54 +139,6 @@ async def test_receiver_error_then_success_is_retried(store: Store, metrics: Met
     assert found == [("default", "new", 1, "retry"), ("default", "new", 2, "sent")]
 
 
-async def test_hanging_receiver_times_out_without_holding_back_others(
-    tmp_path: Path, store: Store, metrics: Metrics
-) -> None:
-    """A hanging destination fails by timeout while another tag still gets its alert at once."""
-    release = asyncio.Event()
-
-    async def hang(request: Request) -> int:
-        await release.wait()
-        return 200
-
-    slow_starts: list[Outgoing] = []
-    first_timed_out = asyncio.Event()
-
-    def started(out: Outgoing) -> None:
-        if out.tag == "slow":
-            slow_starts.append(out)
-            if len(slow_starts) == 2:  # the first slow send is over
-                first_timed_out.set()
-
-    async with Receiver(respond=hang) as slow, Receiver() as fast:
-        apprise_config = config_file(tmp_path, {slow.url("/slow"): "slow", fast.url(): "fast"})
-        notifier = Notifier(
-            settings(apprise_config=apprise_config, notify_timeout=0.5),
-            metrics,
-            store,
-            on_send_start=started,
-        )
-        async with running(notifier):
-            notifier.submit(detected(1))
-            await slow.wait_for(1)
-            await fast.wait_for(1)
-            # The slow send is still hanging: nothing has failed yet, and submit() keeps
-            # accepting events without waiting for it.
-            assert value(metrics, "whale_notifications_failed_total") == 0
-            for n in range(2, 6):
-                notifier.submit(detected(n))
-            await fast.wait_for(5)
-            assert value(metrics, "whale_notifications_failed_total") == 0
-            async with asyncio.timeout(5):
-                await first_timed_out.wait()
-            release.set()  # the sends after the first one succeed
-            await slow.wait_for(5)
-    assert value(metrics, "whale_notifications_failed_total") == 1
-    assert value(metrics, "whale_notifications_sent_total") == 9
-    failed = await rows(store, "SELECT tag, txid, error FROM deliveries WHERE result = 'failed'")
-    assert failed == [("slow", f"{1:064x}", "timed out after 0.5 s")]
-
-
 async def test_dedup_survives_a_restart(tmp_path: Path, metrics: Metrics) -> None:
     """A new notifier over the same DuckDB file never resends, not even for a replacement."""
     async with Receiver() as receiver:
@@ -376,21 +328,6 @@ async def test_relay_sends_alertmanager_groups_to_oncall(
     ]
     assert "No frame for 5m" in oncall.received[0].payload["message"]
     assert traders.received == []
-
-
-async def test_submit_drops_and_counts_when_the_queue_is_full(
-    store: Store, metrics: Metrics, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A full queue drops events without blocking or raising, counts them and logs once."""
-    async with Receiver() as receiver:
-        notifier = Notifier(settings(receiver.url()), metrics, store, queue_size=2)
-        await notifier.start()
-        for n in range(5):
-            notifier.submit(detected(n))
-        await notifier.close()
-    assert value(metrics, "whale_notification_queue_depth") == 2
-    assert value(metrics, "whale_notifications_failed_total") == 3
-    assert caplog.text.count("queue full") == 1
 
 
 async def test_invalid_url_is_a_config_error_without_the_secret(

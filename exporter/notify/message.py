@@ -112,19 +112,43 @@ def line(notice: Notice, link: Link) -> str:
     )
 
 
-def digest(lines: Sequence[str], *, limit: int, window: float) -> Message:
-    """One message for the alerts folded while a destination was over its rate limit."""
-    count = len(lines)
+def digest(lines: Sequence[str], *, limit: int, window: float, count: int | None = None) -> Message:
+    """One message for the alerts folded while a destination was over its rate limit.
+
+    `count` is how many alerts were folded when more than the `lines` shown were.
+    """
+    count = len(lines) if count is None else count
     noun = "alert" if count == 1 else "alerts"
     minutes = window / 60
     span = "minute" if minutes == 1 else f"{window:g} s"
     head = (
         f"More than {limit} alerts in one {span}; {count} more {noun} were folded into this digest:"
     )
-    return Message(
-        f"🐋 Digest: {count} more whale {noun}",
-        head + "\n\n" + "\n".join(f"- {text}" for text in lines),
+    return Message(f"🐋 Digest: {count} more whale {noun}", head + _list(lines, count))
+
+
+def outage_digest(lines: Sequence[str], *, count: int) -> Message:
+    """One message for the alerts held back while a destination could not be reached."""
+    noun = "whale alert" if count == 1 else "whale alerts"
+    head = (
+        f"{count} {noun} could not be delivered while this destination was down; "
+        "they are folded into this digest:"
     )
+    return Message(f"🐋 {count} {noun} while the destination was down", head + _list(lines, count))
+
+
+def digest_of_overflow(lines: Sequence[str], *, count: int) -> Message:
+    """One message for the oldest alerts folded out of a destination's full queue."""
+    noun = "whale alert" if count == 1 else "whale alerts"
+    head = f"The queue of this destination was full; its {count} oldest {noun} were folded:"
+    return Message(f"🐋 Digest: {count} older {noun}", head + _list(lines, count))
+
+
+def _list(lines: Sequence[str], count: int) -> str:
+    text = "\n\n" + "\n".join(f"- {entry}" for entry in lines)
+    if count > len(lines):
+        text += f"\n- … and {count - len(lines)} more"
+    return text
 
 
 def _status_lines(notice: Notice) -> list[str]:

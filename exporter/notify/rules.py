@@ -173,7 +173,7 @@ def parse_rules(text: str, source: str = "rules") -> Rules:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ValueError(f"{source}: not valid YAML: {exc}") from None
+        raise ValueError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
@@ -196,6 +196,14 @@ def parse_rules(text: str, source: str = "rules") -> Rules:
     if problems:
         raise ValueError("\n".join(problems))
     return Rules(routes, fallback)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: what the parser found and where (its own text spans several lines)."""
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return " ".join(f"{problem}{where}".split())
 
 
 def _parse_rule(raw: Any, where: str, problems: list[str]) -> Rule | None:

@@ -33,6 +33,9 @@ from exporter.shell.journal import Journal
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+KeyRow = tuple[str, str, str, str, float]  # ("key", dedup_key, chain_id, kind, created_at)
+# ("delivery", sent_at, chain_id, txid, tag, kind, attempt, result, error)
+DeliveryRow = tuple[str, float, str | None, str | None, str, str, int, str, str | None]
 Connection = Any  # duckdb.DuckDBPyConnection; duckdb ships no usable stubs for strict mypy
 MAX_BACKLOG = 10_000  # rows kept in memory while the disk refuses them
 MAX_REFUSED = 1_000  # refused rows kept in memory when even the .rejected file cannot take them
@@ -521,6 +524,16 @@ class Store:
     async def last_event_id(self) -> int:
         return await self.read(_last_event_id)
 
+    # --- notifications (schema 4) --------------------------------------------------------
+
+    async def notification_keys(self, since: float) -> list[tuple[str, float]]:
+        """The dedup keys claimed since `since`, oldest first: (key, created_at)."""
+        return await self.read(_notification_keys, since)
+
+    async def record_notifications(self, batch: Sequence[KeyRow | DeliveryRow]) -> None:
+        """Store dedup keys and delivery attempts in one transaction."""
+        await self.write(_insert_notifications, batch)
+
     async def delete_before(self, cutoff: float) -> int:
         """Retention: delete resolved signals detected before `cutoff`, and old delivery rows."""
         return await self.write(_delete_before, cutoff)
@@ -638,6 +651,34 @@ def _save_blocks(con: Connection, blocks: list[tuple[int, str]]) -> None:
         con.execute(
             "INSERT INTO blocks SELECT unnest(?::INTEGER[]), unnest(?::VARCHAR[])",
             [list(heights), list(hashes)],
+        )
+
+
+def _notification_keys(cursor: Connection, since: float) -> list[tuple[str, float]]:
+    rows = cursor.execute(
+        "SELECT dedup_key, created_at FROM notifications WHERE created_at >= ? ORDER BY created_at",
+        [since],
+    ).fetchall()
+    return [(str(key), float(at)) for key, at in rows]
+
+
+def _insert_notifications(con: Connection, batch: Sequence[KeyRow | DeliveryRow]) -> None:
+    keys = [row[1:] for row in batch if row[0] == "key"]
+    deliveries = [row[1:] for row in batch if row[0] == "delivery"]
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        con.execute(
+            "INSERT OR IGNORE INTO notifications (dedup_key, chain_id, kind, created_at) VALUES "
+            + ", ".join(["(?, ?, ?, ?)"] * len(chunk)),
+            [value for row in chunk for value in row],
+        )
+    for start in range(0, len(deliveries), 500):
+        chunk = deliveries[start : start + 500]
+        con.execute(
+            "INSERT INTO deliveries "
+            "(sent_at, chain_id, txid, tag, kind, attempt, result, error) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
+            [value for row in chunk for value in row],
         )
 
 
