@@ -42,11 +42,14 @@ from exporter.notify.outgoing import RELAY, Outgoing
 from exporter.notify.router import Decision, Router, Send
 from exporter.notify.rules import RELAY_TAG, Rules, parse_rules
 from exporter.redact import Redactor, url_secrets
-from exporter.shell.store import DeliveryRow, KeyRow, Store
+from exporter.shell.store import Store
 
 log = logging.getLogger(__name__)
 throttled = logs.Throttled(log)
 DAY = 86_400.0
+KeyRow = tuple[str, str, str, str, float]  # ("key", dedup_key, chain_id, kind, created_at)
+# ("delivery", sent_at, chain_id, txid, tag, kind, attempt, result, error)
+DeliveryRow = tuple[str, float, str | None, str | None, str, str, int, str, str | None]
 
 __all__ = ["Notifier", "Outgoing", "backoff"]
 

@@ -33,9 +33,6 @@ from exporter.shell.journal import Journal
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-KeyRow = tuple[str, str, str, str, float]  # ("key", dedup_key, chain_id, kind, created_at)
-# ("delivery", sent_at, chain_id, txid, tag, kind, attempt, result, error)
-DeliveryRow = tuple[str, float, str | None, str | None, str, str, int, str, str | None]
 Connection = Any  # duckdb.DuckDBPyConnection; duckdb ships no usable stubs for strict mypy
 MAX_BACKLOG = 10_000  # rows kept in memory while the disk refuses them
 MAX_REFUSED = 1_000  # refused rows kept in memory when even the .rejected file cannot take them
@@ -131,6 +128,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+# The notifier's statements on the tables of migration 4, by the first field of its rows.
+NOTIFICATION_INSERTS = {
+    "key": "INSERT OR IGNORE INTO notifications (dedup_key, chain_id, kind, created_at) "
+    "VALUES (?, ?, ?, ?)",
+    "delivery": "INSERT INTO deliveries (sent_at, chain_id, txid, tag, kind, attempt, result, "
+    "error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+}
+NOTIFICATION_KEYS = (
+    "SELECT dedup_key, created_at FROM notifications WHERE created_at >= ? ORDER BY created_at"
+)
 
 COLUMNS = (
     "chain_id", "txid", "first_seen", "detected_at", "value_sats", "gross_sats", "fee_sats",
@@ -530,8 +537,8 @@ class Store:
         """The dedup keys claimed since `since`, oldest first: (key, created_at)."""
         return await self.read(_notification_keys, since)
 
-    async def record_notifications(self, batch: Sequence[KeyRow | DeliveryRow]) -> None:
-        """Store dedup keys and delivery attempts in one transaction."""
+    async def record_notifications(self, batch: Sequence[tuple[Any, ...]]) -> None:
+        """Store ("key", ...) and ("delivery", ...) rows (NOTIFICATION_INSERTS) at once."""
         await self.write(_insert_notifications, batch)
 
     async def delete_before(self, cutoff: float) -> int:
@@ -655,31 +662,15 @@ def _save_blocks(con: Connection, blocks: list[tuple[int, str]]) -> None:
 
 
 def _notification_keys(cursor: Connection, since: float) -> list[tuple[str, float]]:
-    rows = cursor.execute(
-        "SELECT dedup_key, created_at FROM notifications WHERE created_at >= ? ORDER BY created_at",
-        [since],
-    ).fetchall()
+    rows = cursor.execute(NOTIFICATION_KEYS, [since]).fetchall()
     return [(str(key), float(at)) for key, at in rows]
 
 
-def _insert_notifications(con: Connection, batch: Sequence[KeyRow | DeliveryRow]) -> None:
-    keys = [row[1:] for row in batch if row[0] == "key"]
-    deliveries = [row[1:] for row in batch if row[0] == "delivery"]
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        con.execute(
-            "INSERT OR IGNORE INTO notifications (dedup_key, chain_id, kind, created_at) VALUES "
-            + ", ".join(["(?, ?, ?, ?)"] * len(chunk)),
-            [value for row in chunk for value in row],
-        )
-    for start in range(0, len(deliveries), 500):
-        chunk = deliveries[start : start + 500]
-        con.execute(
-            "INSERT INTO deliveries "
-            "(sent_at, chain_id, txid, tag, kind, attempt, result, error) VALUES "
-            + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
-            [value for row in chunk for value in row],
-        )
+def _insert_notifications(con: Connection, batch: Sequence[tuple[Any, ...]]) -> None:
+    for kind, statement in NOTIFICATION_INSERTS.items():
+        rows = [row[1:] for row in batch if row[0] == kind]
+        if rows:
+            con.executemany(statement, rows)
 
 
 def _delete_before(con: Connection, cutoff: float) -> int:
