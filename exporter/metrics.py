@@ -192,7 +192,59 @@ class Bookkeeping:
             self.predictions.labels("hit" if hit else "miss").inc()
 
 
-class Metrics(Bookkeeping):
+class Notifications:
+    """The notifier's series, the other half of `Metrics` (built by its `__init__`)."""
+
+    def _build_notifications(self, p: str, r: CollectorRegistry) -> None:
+        self.notify_sent = Counter(
+            f"{p}_notifications_sent", "Notifications delivered.", registry=r
+        )
+        self.notify_failed = Counter(
+            f"{p}_notifications_failed",
+            "Notifications that failed after every retry.",
+            registry=r,
+        )
+        self.notify_suppressed = Counter(
+            f"{p}_notifications_suppressed",
+            "Notifications not sent, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.notify_queue = Gauge(
+            f"{p}_notification_queue_depth", "Notifications waiting to be sent.", registry=r
+        )
+        self.notify_duration = Histogram(
+            f"{p}_notification_duration_seconds",
+            "Duration of one notification send.",
+            buckets=NOTIFY_BUCKETS,
+            registry=r,
+        )
+        self.notify_backlog = Gauge(
+            f"{p}_notification_backlog_messages",
+            "Messages waiting for one destination (what is held while it is down counts as one).",
+            ["destination"],
+            registry=r,
+        )
+        self.notify_destination_up = Gauge(
+            f"{p}_notification_destination_up",
+            "1 while a destination takes messages; 0 while it is down and its alerts are held.",
+            ["destination"],
+            registry=r,
+        )
+        self.notify_folded = Counter(
+            f"{p}_notifications_folded",
+            "Alerts folded into a digest because a destination's queue was full or it was down.",
+            ["destination", "reason"],
+            registry=r,
+        )
+        self.notify_dedup_keys = Gauge(
+            f"{p}_notification_dedup_keys",
+            "Notification dedup keys held in memory (kept as long as --retention-days).",
+            registry=r,
+        )
+
+
+class Metrics(Bookkeeping, Notifications):
     """Holds every series; tests build one per fresh `CollectorRegistry`."""
 
     def __init__(
@@ -479,53 +531,7 @@ class Metrics(Bookkeeping):
             f"{p}_store_rows_deleted", "Rows deleted by retention.", registry=r
         )
 
-        # Notifications
-        self.notify_sent = Counter(
-            f"{p}_notifications_sent", "Notifications delivered.", registry=r
-        )
-        self.notify_failed = Counter(
-            f"{p}_notifications_failed",
-            "Notifications that failed after every retry.",
-            registry=r,
-        )
-        self.notify_suppressed = Counter(
-            f"{p}_notifications_suppressed",
-            "Notifications not sent, by reason.",
-            ["reason"],
-            registry=r,
-        )
-        self.notify_queue = Gauge(
-            f"{p}_notification_queue_depth", "Notifications waiting to be sent.", registry=r
-        )
-        self.notify_duration = Histogram(
-            f"{p}_notification_duration_seconds",
-            "Duration of one notification send.",
-            buckets=NOTIFY_BUCKETS,
-            registry=r,
-        )
-        self.notify_backlog = Gauge(
-            f"{p}_notification_backlog_messages",
-            "Messages waiting for one destination (what is held while it is down counts as one).",
-            ["destination"],
-            registry=r,
-        )
-        self.notify_destination_up = Gauge(
-            f"{p}_notification_destination_up",
-            "1 while a destination takes messages; 0 while it is down and its alerts are held.",
-            ["destination"],
-            registry=r,
-        )
-        self.notify_folded = Counter(
-            f"{p}_notifications_folded",
-            "Alerts folded into a digest because a destination's queue was full or it was down.",
-            ["destination", "reason"],
-            registry=r,
-        )
-        self.notify_dedup_keys = Gauge(
-            f"{p}_notification_dedup_keys",
-            "Notification dedup keys held in memory (kept as long as --retention-days).",
-            registry=r,
-        )
+        self._build_notifications(p, r)
 
         # HTTP: access control, limits and the live whale stream (SSE)
         self.http_rejected = Counter(

@@ -135,9 +135,6 @@ NOTIFICATION_INSERTS = {
     "delivery": "INSERT INTO deliveries (sent_at, chain_id, txid, tag, kind, attempt, result, "
     "error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 }
-NOTIFICATION_KEYS = (
-    "SELECT dedup_key, created_at FROM notifications WHERE created_at >= ? ORDER BY created_at"
-)
 
 COLUMNS = (
     "chain_id", "txid", "first_seen", "detected_at", "value_sats", "gross_sats", "fee_sats",
@@ -662,8 +659,8 @@ def _save_blocks(con: Connection, blocks: list[tuple[int, str]]) -> None:
 
 
 def _notification_keys(cursor: Connection, since: float) -> list[tuple[str, float]]:
-    rows = cursor.execute(NOTIFICATION_KEYS, [since]).fetchall()
-    return [(str(key), float(at)) for key, at in rows]
+    sql = "SELECT dedup_key, created_at FROM notifications WHERE created_at >= ? ORDER BY 2"
+    return [(str(key), float(at)) for key, at in cursor.execute(sql, [since]).fetchall()]
 
 
 def _insert_notifications(con: Connection, batch: Sequence[tuple[Any, ...]]) -> None:
