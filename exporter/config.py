@@ -80,7 +80,7 @@ class Settings(BaseSettings):
         "are counted and left to the block audit)",
     )
     resync_min_interval: float = Field(
-        30.0, ge=0, description="Seconds between two downloads of the mempool txid list, at least"
+        300.0, ge=0, description="Seconds between two downloads of the mempool txid list, at least"
     )
     esplora_url: str | None = Field(
         None,
