@@ -119,7 +119,14 @@ async def run(
         ),
         budget=Budget(settings.rest_rate),
     )
-    esplora = None if settings.esplora_url is None else Esplora(settings.esplora_url)
+    esplora = (
+        None
+        if settings.esplora_url is None
+        else Esplora(
+            settings.esplora_url,
+            transport=ObservedTransport.http(metrics.observe_rest, max_connections=100),
+        )
+    )
     try:
         sock = bind(settings)
         await notifier.start()

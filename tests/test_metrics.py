@@ -205,3 +205,27 @@ async def test_whales_carry_txid_exemplars_in_openmetrics(
     }
     plain = await exporter.metrics_text()  # the classic text format has no exemplars
     assert tx["txid"] not in plain and not re.search(r"txid=", plain)
+
+
+async def test_esplora_requests_are_counted_too(start_exporter: StartExporter) -> None:
+    """With --esplora-url, the bulk source's requests show in whale_rest_requests_total."""
+    sim = SimulatedMempool(seed=12, auto=False, esplora=True)
+    await sim.start()
+    try:
+        sim.add(whale(sim))
+        exporter = await start_exporter(sim.url, esplora_url=sim.esplora_url)
+        await wait_for(lambda: exporter.value("whale_transactions_total", flow="unknown") == 1)
+
+        def esplora_ok() -> float:
+            return sum(
+                sample.value
+                for family in exporter.registry.collect()
+                for sample in family.samples
+                if sample.name == "whale_rest_requests_total"
+                and "/internal/mempool/txs" in sample.labels["endpoint"]
+                and sample.labels["code"] == "200"
+            )
+
+        await wait_for(lambda: esplora_ok() >= 1, 30, "an esplora request counted")
+    finally:
+        await sim.stop()
