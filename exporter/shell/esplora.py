@@ -11,8 +11,10 @@ The public site answers 403 there. Errors are translated into `exporter.errors` 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import httpx
@@ -20,7 +22,7 @@ import orjson
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from exporter import __version__
-from exporter.errors import NotFound, RateLimited, UpstreamError, is_transient
+from exporter.errors import ExporterError, NotFound, RateLimited, UpstreamError, is_transient
 
 log = logging.getLogger(__name__)
 PAGE = 1_000
@@ -47,19 +49,32 @@ class Esplora:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def pages(self, max_txs: int = PAGE) -> AsyncIterator[list[dict[str, Any]]]:
-        """Every mempool transaction, a page at a time, until an empty page."""
+    async def pages(self, max_txs: int = PAGE) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """Every mempool transaction, a page at a time, until an empty page.
+
+        The next page is asked for as soon as this one is read, so electrs works on it while
+        the caller examines this one.
+        """
         last: str | None = None
-        while True:
-            path = "internal/mempool/txs" + (f"/{last}" if last else "")
-            page = await self._request("GET", path, params={"max_txs": str(max_txs)})
-            txs = [tx for tx in page if isinstance(tx, dict) and isinstance(tx.get("txid"), str)]
-            if not txs:
-                return
-            yield txs
-            if txs[-1]["txid"] == last:  # a server that ignores the cursor: stop, do not loop
-                return
-            last = txs[-1]["txid"]
+        ahead = asyncio.ensure_future(self._page(None, max_txs))
+        try:
+            while True:
+                txs = await ahead
+                if not txs or txs[-1]["txid"] == last:  # the end, or a server ignoring the cursor
+                    return
+                last = txs[-1]["txid"]
+                ahead = asyncio.ensure_future(self._page(last, max_txs))
+                yield txs
+        finally:
+            if not ahead.done():
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ExporterError):
+                    await ahead
+
+    async def _page(self, last: str | None, max_txs: int) -> list[dict[str, Any]]:
+        path = "internal/mempool/txs" + (f"/{last}" if last else "")
+        page = await self._request("GET", path, params={"max_txs": str(max_txs)})
+        return [tx for tx in page if isinstance(tx, dict) and isinstance(tx.get("txid"), str)]
 
     async def txs(self, txids: Sequence[str]) -> list[dict[str, Any]]:
         """The transactions among `txids` still in the mempool (one request per BATCH txids)."""

@@ -19,6 +19,7 @@ and closes at once causes none; the txid list is read at most every `--resync-mi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from array import array
@@ -206,9 +207,10 @@ class Resync:
         found = 0
         p.known.begin_rebuild()
         try:
-            async for page in self.esplora.pages():
-                keys.extend(prefix(tx["txid"]) for tx in page)
-                found += await self._publish(page, "esplora")
+            async with contextlib.aclosing(self.esplora.pages()) as pages:
+                async for page in pages:
+                    keys.extend(prefix(tx["txid"]) for tx in page)
+                    found += await self._publish(page, "esplora")
         except (ExporterError, ValueError) as exc:
             p.known.abandon_rebuild()
             errors.append(f"esplora pages: {exc}")
