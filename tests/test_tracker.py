@@ -462,3 +462,16 @@ def test_dropped_then_mined_is_a_correction_to_confirmed() -> None:
     assert (event.kind, event.previous, event.signal.status) == (
         EventKind.CORRECTED, Status.DROPPED, Status.CONFIRMED)  # fmt: skip
     assert event.changes_outcome is True and event.signal.corrected_from is Status.DROPPED
+
+
+def test_pending_rest_replacement_below_threshold_closes_at_once() -> None:
+    """A small replacement found over REST, still unconfirmed, closes the chain without waiting."""
+    t = tracker()
+    outpoint = (txid(), 0)
+    whale = make_tx([("a", 150 * BTC)], spends=[outpoint])
+    poll(t, whale)
+    small = make_tx([("b", 2 * BTC)], spends=[outpoint])
+    out = t.on_replacement(whale["txid"], small["txid"], TxStatus(True), NOW + 70, PICTURE, small)
+    done = out.events[-1].signal
+    assert (done.status, done.replaced_out, done.resolved_at) == (Status.REPLACED, True, NOW + 70)
+    assert t.pending == {} and done.hit is None

@@ -13,7 +13,7 @@ replaces follows it, and all of them resolve with it.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,21 +75,24 @@ class ChainIndex:
         """The pending chains whose newest member is `txid`."""
         return [signal for signal in self.members(txid) if signal.txid == txid]
 
-    def conflicts(self, tx: dict[str, Any], replaced_by: Mapping[Any, list[str]]) -> list[Signal]:
-        """The pending chains a transaction replaces (every transaction asks)."""
-        found: dict[str, Signal] = {}
-        txid = tx.get("txid")
+    def conflicts(
+        self, tx: dict[str, Any], replaced_by: Mapping[Any, list[str]]
+    ) -> Sequence[Signal]:
+        """The pending chains a transaction replaces (every transaction asks: kept lean)."""
+        found: dict[str, Signal] | None = None
         if replaced_by:
-            for old in replaced_by.get(txid, ()):
+            for old in replaced_by.get(tx.get("txid"), ()):
+                found = found if found is not None else {}
                 found.update((s.chain_id, s) for s in self.members(old))
         spent: dict[Any, dict[Any, str]] = self.spent
         for item in tx.get("vin") or ():
             vouts = spent.get(item.get("txid")) if isinstance(item, dict) else None
             if vouts is not None:
                 spender = vouts.get(item.get("vout"))
-                if spender is not None and spender != txid:
+                if spender is not None and spender != tx.get("txid"):
+                    found = found if found is not None else {}
                     found.update((s.chain_id, s) for s in self.following(spender))
-        return list(found.values())
+        return () if found is None else list(found.values())
 
     def add(self, signal: Signal) -> None:
         """Index every member of the chain and the outpoints of its newest."""
@@ -344,6 +347,8 @@ class Tracker:
         self._recheck.add(signal.chain_id)
 
     def _mined(self, txid: str, height: int, block_hash: str, at: float, out: Step) -> None:
+        if txid not in self._index and txid not in self._resolved_txids:
+            return  # nearly every mined transaction: not a whale we know
         chains = self._index.members(txid)
         for signal in chains:
             signal.txid = txid
