@@ -812,3 +812,29 @@ def test_fill_tail_builds_a_large_mempool_in_little_memory() -> None:
     bodies = [sim.model.lookup(t) for t in sim.model.all_txids()[:20_000]]
     whales = [b for b in bodies if b and tx_value(b) >= 100 * COIN]
     assert len(whales) == 2 and all(b and b["fee"] / b["vsize"] < 2 for b in bodies)
+
+
+async def test_module_entry_point_plays_a_bare_backend_with_electrs() -> None:
+    """``--backend bare --esplora`` serves REST under /api/v1/ only, and an electrs port."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter.sim", "--port", "0", "--backend", "bare",
+        "--no-prevouts", "--esplora", "--tail", "1500", stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(20):
+            url = (await proc.stdout.readline()).decode().split()[3]
+            electrs = (await proc.stdout.readline()).decode().split()[3]
+        async with httpx.AsyncClient(base_url=url) as http:
+            assert int((await http.get("/api/v1/blocks/tip/height")).text) > 0
+            assert (await http.get("/api/blocks/tip/height")).status_code == 404
+            assert len((await http.get("/api/v1/mempool/txids")).json()) > 1_500  # + backlog
+        async with httpx.AsyncClient(base_url=electrs) as http:
+            assert len((await http.get("/internal/mempool/txs")).json()) == 1_000
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(10):
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -28,6 +28,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-exchanges", action="store_true", help="do not route whales via demo exchanges"
     )
+    parser.add_argument(
+        "--backend",
+        choices=("public", "bare"),
+        default="public",
+        help="REST as mempool.space (public) or a bare backend (/api/v1/ only)",
+    )
+    parser.add_argument(
+        "--no-prevouts", action="store_true", help="stream inputs without prevouts (bitcoind)"
+    )
+    parser.add_argument(
+        "--esplora", action="store_true", help="also serve an electrs REST port (/internal/...)"
+    )
+    parser.add_argument(
+        "--tail", type=int, default=0, help="add this many unannounced 1-2 sat/vB txs"
+    )
     return parser.parse_args(argv)
 
 
@@ -40,13 +55,20 @@ async def serve(args: argparse.Namespace) -> None:
         block_interval=args.block_interval,
         poll_interval=args.poll_interval,
         exchange_addresses=None if args.no_exchanges else DEMO_EXCHANGE_ADDRESSES,
+        backend=args.backend,
+        stream_prevouts=not args.no_prevouts,
+        esplora=args.esplora,
     )
+    if args.tail > 0:
+        sim.fill_tail(args.tail, whale_every=5_000)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await sim.start(args.host, args.port)
-    print(f"simulated mempool.space at http://{args.host}:{sim.port} (ws: /api/v1/ws)", flush=True)
+    print(f"simulated mempool.space at {sim.url} (ws: /api/v1/ws)", flush=True)
+    if args.esplora:
+        print(f"simulated electrs at {sim.esplora_url}", flush=True)
     try:
         await stop.wait()
     finally:

@@ -120,6 +120,7 @@ class MempoolServer:
             max_size=MAX_CLIENT_FRAME,
             ping_interval=None,
             compression=None,
+            open_timeout=None,  # an injected hang holds a REST request until released
             close_timeout=5,
             logger=logging.getLogger(f"{__name__}.ws"),
         )
