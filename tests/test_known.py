@@ -70,3 +70,17 @@ def test_non_hex_txids_are_never_known() -> None:
     known.add("not-a-txid")
     assert "not-a-txid" not in known and len(known) == 0
     assert 42 not in known
+
+
+def test_a_txid_in_the_list_and_added_meanwhile_is_one_member() -> None:
+    """A txid both in the new list and added by the stream during the rebuild is one member
+    once merged, and leaves with a single removal."""
+    known = KnownTxids()
+    both = txid()
+    known.begin_rebuild()
+    known.add(both)
+    known.finish_rebuild(sorted_keys([prefix(both)]))
+    known.merge()
+    assert len(known) == 1
+    known.discard(both)
+    assert both not in known and len(known) == 0

@@ -76,12 +76,13 @@ class KnownTxids:
 
     def __init__(self, merge_at: int = 50_000) -> None:
         self._bulk: array[int] = array("Q")
-        self._added: set[int] = set()  # not in the bulk
+        self._added: set[int] = set()  # added since the last merge (some may be in the bulk)
         self._gone: set[int] = set()  # in the bulk, but removed since
         self._merge_at = merge_at
         self._log: list[tuple[bool, int]] | None = None  # changes during a rebuild
 
     def __len__(self) -> int:
+        """The size; between merges it may count a re-added txid twice (never too few)."""
         return len(self._bulk) - len(self._gone) + len(self._added)
 
     def __contains__(self, txid: object) -> bool:
@@ -121,16 +122,15 @@ class KnownTxids:
             self._log.append((False, key))
 
     def _add_key(self, key: int) -> None:
-        if key in self._gone:
-            self._gone.discard(key)
-        elif not self._in_bulk(key):
-            self._added.add(key)
+        # No look into the bulk (a bisect costs microseconds at 700k): a key may sit in both
+        # for a while; `merge` drops the duplicate.
+        self._gone.discard(key)
+        self._added.add(key)
         self._maybe_merge()
 
     def _discard_key(self, key: int) -> None:
-        if key in self._added:
-            self._added.discard(key)
-        elif self._in_bulk(key):
+        self._added.discard(key)
+        if self._in_bulk(key):
             self._gone.add(key)
             self._maybe_merge()
 
@@ -180,7 +180,11 @@ class KnownTxids:
         gone = self._gone
         kept = (key for key in self._bulk if key not in gone) if gone else iter(self._bulk)
         bulk: array[int] = array("Q")
-        bulk.extend(heapq.merge(kept, sorted(self._added)))
+        last = -1
+        for key in heapq.merge(kept, sorted(self._added)):
+            if key != last:
+                bulk.append(key)
+                last = key
         self._bulk, self._added, self._gone = bulk, set(), set()
 
     def nbytes(self) -> int:

@@ -194,7 +194,7 @@ class Resync:
         except BaseException:
             known.abandon_rebuild()
             raise
-        known.finish_rebuild(sorted_keys(keys))
+        known.finish_rebuild(await asyncio.to_thread(sorted_keys, keys))  # the loop goes on
         if beyond:
             self._skip(beyond, [])
         return unknown
@@ -215,7 +215,7 @@ class Resync:
             p.known.abandon_rebuild()
             errors.append(f"esplora pages: {exc}")
             return found
-        p.known.finish_rebuild(sorted_keys(keys))
+        p.known.finish_rebuild(await asyncio.to_thread(sorted_keys, keys))
         self.seeded = True
         log.info("start-up: examined all %d mempool transactions from esplora", len(keys))
         return found
