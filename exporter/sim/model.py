@@ -8,6 +8,7 @@ returns a `Broadcast` for the socket shell (`exporter.sim.server`) to send.
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import random
 from collections import deque
@@ -309,7 +310,7 @@ class MempoolModel:
         self._pending_added.clear()
         self._pending_removed.clear()
         self._pending_replaced.clear()
-        return Broadcast(delta, projection, stats=lambda: self.stats(projection, now))
+        return Broadcast(delta, projection, stats=functools.partial(self.stats, projection, now))
 
     def select_template(self, limit: int = BLOCK_VSIZE - 1_000) -> list[str]:
         """A miner's choice: best fee rates first, parents before children, up to ``limit`` vB."""
@@ -364,8 +365,9 @@ class MempoolModel:
             "mined": list(entry.txids),
             "replaced": [{"replaced": old, "by": self.streamed(body)} for old, body in conflicts],
         }
-        stats = lambda: self.stats(projection, now)  # noqa: E731
-        return entry.block, Broadcast(delta, projection, entry.block, None, stats, True)
+        stats = functools.partial(self.stats, projection, now)
+        event = Broadcast(delta, projection, block=entry.block, stats=stats, full_lists=True)
+        return entry.block, event
 
     def mine_stale(self, txids: Sequence[str], now: float) -> tuple[dict[str, Any], Broadcast]:
         """A stale sibling of the tip (``"stale": true``): no sequence, no ``mined``."""

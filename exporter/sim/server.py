@@ -293,7 +293,8 @@ class MempoolServer:
         """Count, apply faults, then answer from the model."""
         key = route_key(method, path)
         log_append(self.rest_requests, path)
-        self.rest_counts[key] += 1
+        if key in self.rest_counts or len(self.rest_counts) < MAX_LOG_ENTRIES:
+            self.rest_counts[key] += 1
         self.notify()
         if self.rest_429 > 0:
             self.rest_429 -= 1
