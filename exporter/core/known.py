@@ -130,25 +130,44 @@ class KnownTxids:
 
     def _discard_key(self, key: int) -> None:
         self._added.discard(key)
-        if self._in_bulk(key):
+        if self._bulk and self._in_bulk(key):
             self._gone.add(key)
             self._maybe_merge()
 
     def apply(self, delta: MempoolDelta) -> None:
-        """Follow one `mempool-transactions` message: added and replacements in; the rest out."""
+        """Follow one `mempool-transactions` message: added and replacements in; the rest out.
+
+        Every stream transaction passes here, so the common case is kept to one short loop.
+        """
+        added, gone, log = self._added, self._gone, self._log
         for tx in delta.added:
-            txid = tx.get("txid") if isinstance(tx, dict) else None
-            if isinstance(txid, str):
-                self.add(txid)
+            try:
+                key = int(tx["txid"][:16], 16)
+            except (TypeError, KeyError, ValueError, IndexError):
+                continue
+            if gone:
+                gone.discard(key)
+            added.add(key)
+            if log is not None:
+                log.append((True, key))
         for old, by in delta.replaced:
             self.discard(old)
             txid = by.get("txid")
             if isinstance(txid, str) and not delta.mined:  # in a block `by` is confirmed
                 self.add(txid)
-        for txid in delta.removed:
-            self.discard(txid)
-        for txid in delta.mined:
-            self.discard(txid)
+        bulk = self._bulk
+        for txids in (delta.removed, delta.mined):
+            for txid in txids:
+                try:
+                    key = int(txid[:16], 16)
+                except (TypeError, ValueError):
+                    continue
+                added.discard(key)
+                if bulk and self._in_bulk(key):
+                    gone.add(key)
+                if log is not None:
+                    log.append((False, key))
+        self._maybe_merge()
 
     # --- rebuilding from a full list -------------------------------------------------------
 
