@@ -114,7 +114,7 @@ async def test_one_failing_fetch_does_not_hide_the_other_candidates(
     """When one candidate's /api/tx fails, the others are still recorded and the sweep
     counts; the failed one is fetched again later and found."""
     async with simulated() as sim:
-        exporter = await start_exporter(sim.url, check_interval=0.5, resync_min_interval=0)
+        exporter = await start_exporter(sim.url, check_interval=0.5)
         await wait_for(lambda: exporter.value("whale_backfill_runs_total", result="ok") == 1)
         failing = sim.make_tx(outputs=[(sim.random_address(), 500 * BTC)])
         others = [sim.make_tx(outputs=[(sim.random_address(), btc * BTC)]) for btc in (300, 200)]
@@ -128,6 +128,26 @@ async def test_one_failing_fetch_does_not_hide_the_other_candidates(
         sim.clear_faults()
         await wait_for(lambda: exporter.value("whale_transactions_total", flow="unknown") == 3)
         assert failing["txid"] in {w["txid"] for w in await exporter.whales()}
+
+
+async def test_candidates_go_first_by_gross_value_and_the_rest_is_counted(
+    start_exporter: StartExporter,
+) -> None:
+    """With room for one fetch, the largest projected candidate is fetched; the others are
+    counted as skipped, not fetched."""
+    async with simulated() as sim:
+        exporter = await start_exporter(sim.url, resync_fetch_limit=1)
+        await wait_for(lambda: exporter.value("whale_backfill_runs_total", result="ok") == 1)
+        whales = [sim.make_tx(outputs=[(sim.random_address(), b * BTC)]) for b in (300, 900, 200)]
+        for tx in whales:
+            sim.add_silently(tx)
+        fetched_before = sim.rest_calls("/api/tx/:txid")
+        await sim.drop_connections()
+        await wait_for(lambda: exporter.value("whale_backfill_runs_total", result="ok") == 2)
+        (row,) = await exporter.whales()
+        assert row["txid"] == whales[1]["txid"]
+        assert exporter.value("whale_resync_skipped_transactions_total") == 2
+        assert sim.rest_calls("/api/tx/:txid") - fetched_before == 1
 
 
 async def test_flapping_server_causes_no_resync_storm(start_exporter: StartExporter) -> None:

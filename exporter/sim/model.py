@@ -165,9 +165,13 @@ class MempoolModel:
         self._insert(new, now)
 
     def add_silently(self, tx: Mapping[str, Any], now: float) -> None:
-        """Enter a tx that no poll will announce, as if clients had missed the message."""
+        """Enter a tx that no poll will announce, as if clients had missed the message.
+
+        The projected blocks include it from now on, as the backend's would after its next
+        mempool update (only the message is missed)."""
         self.add(tx, now)
         self._pending_added.pop(str(tx["txid"]), None)
+        self._projection = None
 
     def replace(self, old_txid: str, new_tx: Mapping[str, Any], now: float) -> None:
         """RBF: next poll has old in ``removed``, new in ``added`` and the pair in ``replaced``."""
