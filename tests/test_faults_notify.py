@@ -197,7 +197,7 @@ async def test_hanging_destination_times_out_and_holds_while_another_is_served(
     async with Receiver(respond=slow) as hanging, Receiver(respond=fast) as quick:
         apprise_config = config_file(tmp_path, {hanging.url(): "slow", quick.url(): "fast"})
         notifier = Notifier(
-            settings(apprise_config=apprise_config, notify_timeout=0.3, notify_retries=0),
+            settings(apprise_config=apprise_config, notify_timeout=1.0, notify_retries=0),
             metrics,
             store,
             delay=short_backoff,
@@ -240,6 +240,34 @@ async def test_full_queue_while_up_folds_the_oldest_never_the_newest(
     ]
     assert first == [6, 7, 8]  # the newest went out as themselves, in order
     assert folded(metrics, "json#0", "overflow") == 5
+
+
+async def test_alerts_still_held_at_shutdown_are_recorded_as_dropped(
+    store: Store, metrics: Metrics
+) -> None:
+    """Alerts a down destination still holds when the notifier stops are not lost silently:
+    each is a `dropped` row in `deliveries`, and the backlog gauge returns to zero."""
+    switch = Switch(500)
+    async with Receiver(respond=switch) as receiver:
+        notifier = Notifier(settings(receiver.url()), metrics, store, delay=short_backoff)
+        await notifier.start()
+        task = asyncio.create_task(notifier.run())
+        for n in range(1, 4):
+            notifier.submit(detected(n))
+        await wait_for(lambda: up(metrics, "json#0") == 0, what="the destination to be down")
+        await notifier.close(timeout=0.2)
+        await task
+
+    def dropped(cursor: Any) -> list[tuple[Any, ...]]:
+        sql = "SELECT txid, error FROM deliveries WHERE result = 'dropped' ORDER BY txid"
+        return [tuple(row) for row in cursor.execute(sql).fetchall()]
+
+    assert await store.read(dropped) == [(txid(n), "still queued at shutdown") for n in (1, 2, 3)]
+    assert switch.accepted == []
+    backlog = metrics.registry.get_sample_value(
+        "whale_notification_backlog_messages", {"destination": "json#0"}
+    )
+    assert backlog == 0
 
 
 async def _failed_rows(store: Store, tag: str) -> int:

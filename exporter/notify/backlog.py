@@ -81,6 +81,13 @@ class Backlog:
         """A send got through: the destination is up."""
         self.down_since = None
 
+    def drain(self, now: float) -> list[Outgoing]:
+        """Everything still waiting (at shutdown): the queued messages, then the held digest."""
+        left = list(self._queue)
+        self._queue.clear()
+        held = self._take(now, outage=self.down)
+        return left if held is None else [*left, held]
+
     def _take(self, now: float, *, outage: bool) -> Outgoing | None:
         if not self._held:
             return None

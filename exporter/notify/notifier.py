@@ -283,12 +283,39 @@ class Notifier:
         else:
             self._stop.set()
             self._stopped.set()
+        await self._record_leftovers()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
         if self._guard is not None:
             self._guard.remove(__name__)
             self._guard = None
+
+    async def _record_leftovers(self) -> None:
+        """Store what the stopped recorder left, and every alert dropped at shutdown, so a
+        lost alert is visible in `deliveries` (result "dropped")."""
+        rows: list[KeyRow | DeliveryRow] = []
+        while not self._records.empty():
+            rows.append(self._records.get_nowait())
+        now = self._clock()
+        for lane in self._lanes.values():
+            for out in lane.backlog.drain(now):
+                for chain_id, txid in out.items or ((None, None),):
+                    rows.append(
+                        ("delivery", now, chain_id, txid, out.tag, out.kind, 0, "dropped",
+                         "still queued at shutdown")
+                    )  # fmt: skip
+            self._update_gauges(lane)
+        if not rows or not self._store.is_open:
+            return
+        try:
+            await self._store.record_notifications(rows)
+        except Exception as exc:
+            log.warning(
+                "notifier: cannot store %d record(s) at shutdown: %s",
+                len(rows),
+                self.redact(repr(exc)),
+            )
 
     async def _digest_loop(self) -> None:
         """Send each tag's digest when its rate window ends."""
