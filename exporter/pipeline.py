@@ -14,7 +14,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
 from typing import Any, Protocol
 
 from exporter.config import Settings
@@ -22,11 +21,12 @@ from exporter.core.accuracy import WINDOWS, Accuracy
 from exporter.core.addresses import AddressBook
 from exporter.core.fees import (
     FeePicture,
-    parse_fees,
-    parse_mempool_blocks,
     price_expired,
     update_picture,
     with_price,
+    with_rest_blocks,
+    with_rest_fees,
+    with_tip,
 )
 from exporter.core.frames import MempoolDelta, SequenceWatch, decode_frame
 from exporter.core.known import KnownTxids
@@ -264,14 +264,14 @@ class Pipeline:
         stale = not self.picture.fresh_blocks(now, FEE_MAX_AGE)
         with _logged("fee fallback"):
             if stale:
-                blocks = parse_mempool_blocks(await self.rest.mempool_blocks())
-                self.set_picture(replace(self.picture, blocks=blocks, blocks_at=now))
+                blocks = await self.rest.mempool_blocks()
+                self.set_picture(with_rest_blocks(self.picture, blocks, now))
             if stale or self.picture.recommended is None:
-                fees = parse_fees(await self.rest.recommended_fees())
-                self.set_picture(replace(self.picture, recommended=fees))
+                fees = await self.rest.recommended_fees()
+                self.set_picture(with_rest_fees(self.picture, fees))
         with _logged("tip height"):
             if self.picture.tip_height is None:
-                self.set_picture(replace(self.picture, tip_height=await self.rest.tip_height()))
+                self.set_picture(with_tip(self.picture, await self.rest.tip_height()))
         with _logged("price"):
             price_at = self.picture.price_at
             if price_at is None or now - price_at >= self.settings.price_refresh:

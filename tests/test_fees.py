@@ -20,6 +20,9 @@ from exporter.core.fees import (
     share_below,
     update_picture,
     with_price,
+    with_rest_blocks,
+    with_rest_fees,
+    with_tip,
 )
 from exporter.core.frames import Frame, decode_frame
 from exporter.core.models import Urgency
@@ -249,3 +252,16 @@ def test_price_ages_out() -> None:
     picture = with_price(FeePicture(), 90_000.0, NOW)
     assert not price_expired(picture, NOW + 900, 900) and price_expired(picture, NOW + 901, 900)
     assert with_price(picture, None, NOW + 901) == FeePicture()
+
+
+def test_rest_answers_update_the_picture() -> None:
+    """Projected blocks, fees and the tip from REST go into the picture; bad shapes are refused."""
+    picture = with_rest_blocks(FeePicture(), BLOCKS_MESSAGE, NOW)
+    assert picture.blocks[0].median_fee == 5.0 and picture.blocks_at == NOW
+    picture = with_rest_fees(picture, FEES_MESSAGE)
+    assert picture.recommended is not None and picture.recommended["fastest"] == 9
+    assert with_tip(with_tip(picture, 900_005), 900_001).tip_height == 900_005
+    with pytest.raises(ValueError):
+        with_rest_blocks(picture, {"not": "a list"}, NOW)
+    with pytest.raises(ValueError):
+        with_rest_fees(picture, ["not", "an", "object"])

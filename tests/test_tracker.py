@@ -475,3 +475,11 @@ def test_pending_rest_replacement_below_threshold_closes_at_once() -> None:
     done = out.events[-1].signal
     assert (done.status, done.replaced_out, done.resolved_at) == (Status.REPLACED, True, NOW + 70)
     assert t.pending == {} and done.hit is None
+
+
+def test_usd_threshold_lowers_the_floor_with_a_known_price() -> None:
+    """With --threshold-usd and a price, the floor is the lower of the two thresholds."""
+    t = Tracker(AddressBook({}), THRESHOLD, threshold_usd=5_000_000.0)
+    assert t.floor(FeePicture()) == THRESHOLD  # no price: the BTC threshold
+    assert t.floor(FeePicture(price_usd=100_000.0)) == 50 * BTC
+    assert t.floor(FeePicture(price_usd=10_000.0)) == THRESHOLD

@@ -96,6 +96,25 @@ def update_picture(picture: FeePicture, frame: Frame, now: float) -> tuple[FeePi
     return picture, problem
 
 
+def with_rest_blocks(picture: FeePicture, items: Any, now: float) -> FeePicture:
+    """The picture with projected blocks from REST (`/api/v1/fees/mempool-blocks`)."""
+    if not isinstance(items, list):
+        raise ValueError("mempool-blocks is not a list")
+    return replace(picture, blocks=parse_mempool_blocks(items), blocks_at=now)
+
+
+def with_rest_fees(picture: FeePicture, item: Any) -> FeePicture:
+    """The picture with the recommended levels from REST (`/api/v1/fees/recommended`)."""
+    if not isinstance(item, dict):
+        raise ValueError("fees is not an object")
+    return replace(picture, recommended=parse_fees(item))
+
+
+def with_tip(picture: FeePicture, height: int) -> FeePicture:
+    """The picture with a tip height from REST; the tip never moves down."""
+    return replace(picture, tip_height=max(height, picture.tip_height or 0))
+
+
 def with_price(picture: FeePicture, usd: float | None, now: float) -> FeePicture:
     """The picture with a price heard at `now`; None forgets the price."""
     return replace(picture, price_usd=usd, price_at=None if usd is None else now)
