@@ -63,6 +63,7 @@ class _Lane:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     probes: int = 0
+    sending: Outgoing | None = None  # the message out for delivery right now
 
 
 class Notifier:
@@ -299,7 +300,11 @@ class Notifier:
             rows.append(self._records.get_nowait())
         now = self._clock()
         for lane in self._lanes.values():
-            for out in lane.backlog.drain(now):
+            left = lane.backlog.drain(now)
+            if lane.sending is not None:
+                left.insert(0, lane.sending)
+                lane.sending = None
+            for out in left:
                 for chain_id, txid in out.items or ((None, None),):
                     rows.append(
                         ("delivery", now, chain_id, txid, out.tag, out.kind, 0, "dropped",
@@ -351,7 +356,9 @@ class Notifier:
                 await lane.wake.wait()
                 continue
             was_down = backlog.down
+            lane.sending = out  # a send cut off by shutdown is recorded as dropped
             result = await self._delivery.deliver(lane.dest, out, retries=0 if was_down else None)
+            lane.sending = None
             if result.ok:
                 backlog.delivered()
                 lane.probes = 0
