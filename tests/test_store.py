@@ -120,3 +120,56 @@ async def test_outpoints_survive_the_round_trip(tmp_path: Path) -> None:
         assert back == whale
     finally:
         await store.close()
+
+
+def test_migration_gives_each_prediction_its_own_tip(tmp_path: Path) -> None:
+    """Rows a fee bump left with the first tip are repaired; plain rows keep a first prediction."""
+    path = tmp_path / "old.duckdb"
+    repair = next(i for i, m in enumerate(MIGRATIONS) if any("first_tip_height" in s for s in m))
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE schema_version (version INTEGER, applied_at DOUBLE)")
+        for version in range(repair):
+            for statement in MIGRATIONS[version]:
+                con.execute(statement)
+            con.execute("INSERT INTO schema_version VALUES (?, 0)", [version + 1])
+        for chain_id, chain, tip, blocks, height in (
+            ("bumped", ["bumped", "bump"], 800_000, 1, 800_011),  # bumped at tip 800,010
+            ("plain", ["plain"], 800_000, 3, 800_003),
+        ):
+            con.execute(
+                "INSERT INTO signals (chain_id, txid, detected_at, value_sats, gross_sats,"
+                " fee_sats, vsize, fee_rate, flow, status, chain, tip_height, predicted_blocks,"
+                " predicted_height) VALUES (?, ?, 0, 1, 1, 1, 1, 1, 'unknown', 'pending', ?, ?, ?,"
+                " ?)",
+                [chain_id, chain[-1], chain, tip, blocks, height],
+            )
+    with duckdb.connect(str(path)) as con:
+        migrate(con)
+        rows = con.execute(
+            "SELECT chain_id, tip_height, predicted_blocks, first_tip_height,"
+            " first_predicted_blocks FROM signals ORDER BY chain_id"
+        ).fetchall()
+    assert rows == [("bumped", 800_010, 1, None, None), ("plain", 800_000, 3, 800_000, 3)]
+
+
+async def test_known_blocks_and_corrections_survive_a_restart(tmp_path: Path) -> None:
+    """The known chain is saved whole and read back; a signal's corrected outcome round-trips."""
+    store = Store(tmp_path / "w.duckdb")
+    await store.open()
+    try:
+        await store.save_blocks([(800_000, "aa" * 32), (800_001, "bb" * 32)])
+        await store.save_blocks([(800_001, "cc" * 32), (800_002, "dd" * 32)])
+        whale = signal()
+        whale.corrected_from = Status.DROPPED
+        whale.first_tip_height, whale.first_predicted_blocks = 799_990, 6
+        await store.save([whale])
+    finally:
+        await store.close()
+    again = Store(tmp_path / "w.duckdb")
+    await again.open()
+    try:
+        assert await again.load_blocks() == [(800_001, "cc" * 32), (800_002, "dd" * 32)]
+        (back,) = await again.load_pending()
+        assert back == whale
+    finally:
+        await again.close()
