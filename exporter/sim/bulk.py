@@ -94,8 +94,8 @@ class BulkTail:
             ids[k : k + 32].hex() for k in range(0, 32 * self.count, 32) if k // 32 not in removed
         )
 
-    def after(self, last: str | None, limit: int) -> list[str]:
-        """Up to ``limit`` txids in txid order, strictly after ``last``."""
+    def after(self, last: str | None, limit: int) -> list[tuple[str, int]]:
+        """Up to ``limit`` (txid, index) pairs in txid order, txids strictly after ``last``."""
         start = 0
         if last is not None:
             try:
@@ -104,14 +104,14 @@ class BulkTail:
                 head = 0
             start = bisect.bisect_left(self._order, head)
         key, inverse = self._key, _INV[0]
-        out: list[str] = []
+        out: list[tuple[str, int]] = []
         for position in range(start, len(self._order)):
             i = _unmix(self._order[position], inverse, key)
             if i in self.removed:
                 continue
             txid = self.txid(i)
             if last is None or txid > last:
-                out.append(txid)
+                out.append((txid, i))
                 if len(out) >= limit:
                     break
         return out
@@ -132,8 +132,8 @@ class BulkTail:
         i = self.index(txid)
         return None if i is None else self.tx(i)
 
-    def tx(self, i: int) -> Tx:
-        """The body of index ``i``."""
+    def tx(self, i: int, *, extras: bool = True) -> Tx:
+        """The body of index ``i`` (esplora's shape alone without ``extras``)."""
         raw = self._ids[32 * i : 32 * i + 32]
         txid = raw.hex()
         h = int.from_bytes(raw[8:16], "big")
@@ -142,7 +142,7 @@ class BulkTail:
         value = (100 + h % 200) * COIN + h % 1_000 if whale else 10_000 + h % (COIN // 2)
         rate = fee / vsize
         kind = "v0_p2wpkh"
-        return {
+        body: Tx = {
             "txid": txid,
             "version": 2,
             "locktime": 0,
@@ -170,12 +170,13 @@ class BulkTail:
             "weight": vsize * 4,
             "fee": fee,
             "status": {"confirmed": False},
-            "vsize": vsize,
-            "feePerVsize": rate,
-            "adjustedFeePerVsize": rate,
-            "effectiveFeePerVsize": rate,
-            "firstSeen": self._now - h % 7_200,
         }
+        if extras:
+            body["vsize"] = vsize
+            body["feePerVsize"] = body["adjustedFeePerVsize"] = rate
+            body["effectiveFeePerVsize"] = rate
+            body["firstSeen"] = self._now - h % 7_200
+        return body
 
 
 def _size(h: int) -> tuple[int, int]:

@@ -27,6 +27,7 @@ from exporter.sim.txmath import (
     Projection,
     Tx,
     copy_tx,
+    esplora_form,
     mempool_info,
     project,
     select_template,
@@ -126,10 +127,22 @@ class MempoolModel:
 
     def txids_after(self, last: str | None, limit: int) -> list[str]:
         """Up to ``limit`` mempool txids in txid order, strictly after ``last``."""
+        return [txid for txid, _ in self._page(last, limit)]
+
+    def esplora_page(self, last: str | None, limit: int) -> list[Tx]:
+        """Up to ``limit`` mempool txs in txid order after ``last``, in esplora's shape."""
+        tail = self.tail
+        return [
+            esplora_form(self.txs[txid]) if i < 0 or tail is None else tail.tx(i, extras=False)
+            for txid, i in self._page(last, limit)
+        ]
+
+    def _page(self, last: str | None, limit: int) -> list[tuple[str, int]]:
+        """(txid, tail index or -1) pairs in txid order after ``last``."""
         if self._sorted is None:
             self._sorted = sorted(self.txs)
         start = 0 if last is None else bisect.bisect_right(self._sorted, last)
-        page = self._sorted[start : start + limit]
+        page = [(txid, -1) for txid in self._sorted[start : start + limit]]
         if self.tail is not None:
             page = sorted([*page, *self.tail.after(last, limit)])[:limit]
         return page

@@ -18,7 +18,7 @@ import orjson
 from exporter.sim.chain import unseen_tx
 from exporter.sim.model import MempoolModel
 from exporter.sim.txmath import (
-    ESPLORA_KEYS,
+    esplora_form,
     fee_histogram,
     prices,
     recommended_fees,
@@ -86,8 +86,7 @@ def answer_electrs(
             if limit is None:
                 return text(400, "Invalid max_txs")
             last = segments[3] if len(segments) == 4 else None
-            txids = model.txids_after(last, max(1, min(limit, MAX_PAGE_TXS)))
-            return json([_esplora_form(tx) for t in txids if (tx := model.lookup(t))])
+            return json(model.esplora_page(last, max(1, min(limit, MAX_PAGE_TXS))))
     if method != "GET":
         return text(405, "Method Not Allowed")
     if segments[:2] == ["internal", "block"] and segments[3:] == ["txs"] and len(segments) == 4:
@@ -96,7 +95,7 @@ def answer_electrs(
             return text(404, "Block not found")
         confirmed = model.chain.confirmed
         txs = [confirmed.get(t) or unseen_tx(t, entry.block) for t in entry.txids]
-        return json([_esplora_form(tx) for tx in txs])
+        return json([esplora_form(tx) for tx in txs])
     return _esplora(model, segments, query) or NOT_FOUND
 
 
@@ -111,7 +110,7 @@ def _posted_txs(model: MempoolModel, body: bytes) -> Reply:
     if len(txids) > MAX_POSTED_TXIDS:
         return text(400, f"At most {MAX_POSTED_TXIDS} txids")
     found = (model.lookup(t) for t in txids if model.in_mempool(t))
-    return json([_esplora_form(tx) for tx in found if tx is not None])
+    return json([esplora_form(tx) for tx in found if tx is not None])
 
 
 def _int(query: Mapping[str, list[str]], name: str, default: int) -> int | None:
@@ -122,10 +121,6 @@ def _int(query: Mapping[str, list[str]], name: str, default: int) -> int | None:
         return int(values[0])
     except ValueError:
         return None
-
-
-def _esplora_form(tx: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: tx[k] for k in ESPLORA_KEYS if k in tx}
 
 
 def _backend(model: MempoolModel, rest: Sequence[str], now: float, *, bare: bool) -> Reply | None:
@@ -205,7 +200,7 @@ def _tx(model: MempoolModel, txid: str, tail: Sequence[str], *, extras: bool) ->
     tx = model.lookup(txid)
     if tail or tx is None:
         return text(404, "Transaction not found")
-    return json(tx if extras else _esplora_form(tx))
+    return json(tx if extras else esplora_form(tx))
 
 
 def _block(model: MempoolModel, block_hash: str, tail: Sequence[str], *, extras: bool) -> Reply:

@@ -99,6 +99,11 @@ def tx_flags(tx: Mapping[str, Any]) -> int:
     return flags
 
 
+def esplora_form(tx: Mapping[str, Any]) -> dict[str, Any]:
+    """A tx as esplora serves it: without mempool's extras."""
+    return {k: tx[k] for k in ESPLORA_KEYS if k in tx}
+
+
 def stripped(tx: Mapping[str, Any]) -> dict[str, Any]:
     """The short form used by ``/api/mempool/recent`` and ``transactions``."""
     return {
