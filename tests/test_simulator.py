@@ -536,7 +536,7 @@ async def test_module_entry_point_serves_until_sigint() -> None:
     )
     try:
         assert proc.stdout is not None
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(60):  # start-up builds an 8,000-tx backlog
             line = (await proc.stdout.readline()).decode()
         url = line.split()[3]
         assert url.startswith("http://127.0.0.1:")
@@ -826,7 +826,7 @@ async def test_module_entry_point_plays_a_bare_backend_with_electrs() -> None:
     )  # fmt: skip
     try:
         assert proc.stdout is not None
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(60):  # start-up builds an 8,000-tx backlog
             url = (await proc.stdout.readline()).decode().split()[3]
             electrs = (await proc.stdout.readline()).decode().split()[3]
         async with httpx.AsyncClient(base_url=url) as http:
