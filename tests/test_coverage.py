@@ -74,6 +74,27 @@ async def test_deep_tail_whale_at_startup_is_found_with_esplora(
         assert sim.rest_calls("/internal/mempool/txs/:txid") >= 1
 
 
+async def test_after_a_gap_esplora_fetches_the_unknown_in_one_batch(
+    start_exporter: StartExporter,
+) -> None:
+    """With --esplora-url, the unknown txids of a gap are fetched with one POST to electrs,
+    not one /api/tx each."""
+    async with simulated(esplora=True) as sim:
+        sim.bury(9_000_000, fee_rate=5.0, silently=True)
+        exporter = await start_exporter(
+            sim.url, esplora_url=sim.esplora_url, resync_min_interval=0
+        )
+        await wait_for(lambda: exporter.value("whale_backfill_runs_total", result="ok") == 1)
+        missed = [tail_whale(sim, btc) for btc in (150, 250)]
+        for tx in missed:
+            sim.add_silently(tx)
+        await sim.drop_connections()
+        await wait_for(lambda: exporter.value("whale_transactions_total", flow="unknown") == 2)
+        assert {w["txid"] for w in await exporter.whales()} == {t["txid"] for t in missed}
+        assert sim.rest_calls("POST /internal/mempool/txs") == 1
+        assert sim.rest_calls("/api/tx/:txid") == 0
+
+
 async def test_whale_mined_unseen_is_recorded_notified_once_and_counted(
     start_exporter: StartExporter,
 ) -> None:
