@@ -81,9 +81,7 @@ async def test_after_a_gap_esplora_fetches_the_unknown_in_one_batch(
     not one /api/tx each."""
     async with simulated(esplora=True) as sim:
         sim.bury(9_000_000, fee_rate=5.0, silently=True)
-        exporter = await start_exporter(
-            sim.url, esplora_url=sim.esplora_url, resync_min_interval=0
-        )
+        exporter = await start_exporter(sim.url, esplora_url=sim.esplora_url, resync_min_interval=0)
         await wait_for(lambda: exporter.value("whale_backfill_runs_total", result="ok") == 1)
         missed = [tail_whale(sim, btc) for btc in (150, 250)]
         for tx in missed:
