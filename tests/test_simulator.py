@@ -23,6 +23,8 @@ from exporter.sim.mempool import (
     recommended_fees,
     tx_value,
 )
+from exporter.sim.model import MempoolModel
+from exporter.sim.session import Close, Session
 
 Frame = dict[str, Any]
 TIMEOUT = 10.0  # an upper bound for waiting on a busy, shared machine, not a speed check
@@ -162,6 +164,26 @@ def test_recommended_fees_are_monotonic() -> None:
     assert levels == sorted(levels, reverse=True)
     assert fees["fastestFee"] >= 25.0
     assert recommended_fees([{"blockVSize": 100_000, "medianFee": 50.0}])["fastestFee"] == 1.0
+
+
+def test_model_and_session_work_without_sockets() -> None:
+    """The Sans-I/O model returns a poll as data and a session picks the parts it subscribed to."""
+    model = MempoolModel(now=1_750_000_000.0, seed=3)
+    tx = model.builder.make_tx(now=1_750_000_000.0, outputs=[("bc1qpay", 150 * COIN)])
+    model.add(tx, 1_750_000_001.0)
+    event = model.poll(1_750_000_002.0)
+    assert event is not None and event.delta is not None
+    assert [t["txid"] for t in event.delta["added"]] == [tx["txid"]]
+    assert model.poll(1_750_000_003.0) is None  # nothing changed since
+    session = Session()
+    received = session.receive('{"track-mempool-txids": true}', model, 1_750_000_004.0, 0.0)
+    assert received.replies == [] and received.close is None
+    frame = dict(session.frame(event))
+    assert frame.keys() == {"mempool-txids"}
+    assert orjson.loads(frame["mempool-txids"])["added"] == [tx["txid"]]
+    assert session.receive("{oops", model, 1_750_000_005.0, 1.0).close == Close(
+        1008, "invalid JSON"
+    )
 
 
 # ------------------------------------------------------------------ WebSocket
