@@ -235,7 +235,7 @@ class Tracker:
             scoring = score(detection, picture, now, max_age=self.fee_max_age)
             for signal in chains:
                 if detection.txid not in signal.chain:
-                    self._follow(signal, detection, floor, out)
+                    self._follow(signal, detection, floor)
                     signal.apply(detection, scoring)
                     out.events.append(Event(EventKind.REPLACED, signal.snapshot()))
                     if signal.replaced_out:
@@ -247,11 +247,12 @@ class Tracker:
             out.events.append(Event(EventKind.DETECTED, signal.snapshot()))
 
     def _follow(
-        self, signal: Signal, detection: Detection | None, floor: int, out: Step, by: str = ""
+        self, signal: Signal, detection: Detection | None, floor: int, by: str = ""
     ) -> None:
-        """Make the chain follow its replacement; one below the floor closes it (replaced out).
+        """Make the chain follow its replacement, marked replaced out when below the floor.
 
-        Without the replacement's body (`detection` None) only its txid is known.
+        Without the replacement's body (`detection` None) only its txid is known. The caller
+        closes a chain replaced out.
         """
         self._index.unindex_outpoints(signal)
         if detection is not None:
@@ -292,7 +293,7 @@ class Tracker:
                 continue
             detection = self._detect(by, out)
             for signal in chains:
-                self._follow(signal, detection, floor, out, by=str(by.get("txid")))
+                self._follow(signal, detection, floor, by=str(by.get("txid")))
                 if detection is None:
                     signal.replaced_out = True  # an unreadable replacement tests nothing
                 self._finish(signal, Status.REPLACED, height, block_hash, at, out)
@@ -437,7 +438,7 @@ class Tracker:
             detection = None
         floor = self.floor(picture)
         for signal in chains:
-            self._follow(signal, detection, floor, out, by=by)
+            self._follow(signal, detection, floor, by=by)
             out.events.append(Event(EventKind.REPLACED, signal.snapshot()))
         for signal in self._index.following(by):
             if status.confirmed and status.block_height is not None:
