@@ -144,12 +144,12 @@ class Notifier:
             self._guard.remove(__name__)
             self._guard = None
             raise
-        # The config file's tokens, and the webhooks': masked in the exporter's log too.
+        # The webhooks' URLs and key: masked in the exporter's log too.
         logs.SECRETS.add(s for url in hooks for s in url_secrets(url))
         if secret is not None:
             logs.SECRETS.add([secret.get_secret_value()])
         if hooks and secret is not None:
-            self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+            self._client = httpx.AsyncClient(follow_redirects=False)
             key = secret.get_secret_value().encode()
             for index, url in enumerate(hooks):
                 found.append(
