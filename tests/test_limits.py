@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 
 import httpx
+import uvicorn
 from conftest import Exporter, StartExporter
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+from support import wait_for
 
+from exporter.metrics import Metrics
+from exporter.shell.http.protocol import deadline_protocol
 from exporter.shell.http.ratelimit import RateLimiter
 from exporter.sim.mempool import SimulatedMempool
 
@@ -155,3 +165,42 @@ async def test_silent_and_slow_header_connections_are_closed(
         await close_all([silent, slow, stalled])
     assert await exporter.scraped("whale_http_rejected_requests_total", reason="slow_client") == 1
     assert (await exporter.http.get("/healthz")).status_code == 200
+
+
+async def test_a_client_that_stops_reading_is_aborted() -> None:
+    """A response the client stops reading is given up after the timeout, unread bytes freed."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, process=False)
+
+    async def endless(request: Request) -> Response:
+        async def body() -> AsyncIterator[bytes]:
+            while True:
+                yield b"x" * 65_536
+                await asyncio.sleep(0)  # once aborted, sends return at once: let others run
+
+        return StreamingResponse(body())
+
+    config = uvicorn.Config(
+        Starlette(routes=[Route("/", endless)]),
+        log_config=None,
+        lifespan="off",
+        timeout_keep_alive=1,
+        http=deadline_protocol(metrics.http_rejected.labels("slow_client").inc),
+    )
+    server = uvicorn.Server(config)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        reader, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
+        writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        await writer.drain()
+        stalled = lambda: registry.get_sample_value(  # noqa: E731
+            "whale_http_rejected_requests_total", {"reason": "slow_client"}
+        )
+        await wait_for(lambda: stalled() == 1, 30, "the stalled write to be given up")
+        while await asyncio.wait_for(reader.read(1 << 20), 20):
+            pass  # what the kernel buffered, then EOF: the server aborted the connection
+        writer.close()
+        server.should_exit = True
+        await asyncio.wait_for(serving, 20)  # nothing left to wait for

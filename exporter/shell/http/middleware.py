@@ -3,8 +3,8 @@
 A pure ASGI middleware, so it sees a request before routing and a response's every write:
 
 - the web config's `http_server_config.headers` go on every answer, refusals included;
-- a body over 1 MiB gets 413; a request body, or a write the client does not read, that takes
-  longer than `--http-timeout` ends the request (counted as `slow_client`);
+- a body over 1 MiB gets 413; a request body slower than `--http-timeout` gets 408 (counted as
+  `slow_client`; stalled writes are the protocol's business, protocol.py);
 - `/api/v1/*` takes a bearer token when `--api-token` is set (401 otherwise) and is rate limited
   per token, or per client address without one (429 with Retry-After);
 - every other route, and the API without tokens, takes the web config's basic-auth users when
@@ -31,10 +31,6 @@ from exporter.shell.http.webconfig import WebConfig
 MAX_BODY_BYTES = 1 << 20
 API_PREFIX = "/api/v1/"
 REALM = 'realm="mempool-whale-exporter"'
-
-
-class _SlowClient(Exception):
-    """A write the client did not take in time; uvicorn closes the connection."""
 
 
 @dataclass
@@ -73,23 +69,16 @@ class Gate:
             return
         extra = self.access.headers
 
-        async def guarded_send(message: Message) -> None:
+        async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start" and extra:
                 message = {**message, "headers": [*message.get("headers", ()), *extra]}
-            try:
-                async with asyncio.timeout(self.timeout):
-                    await send(message)
-            except TimeoutError:
-                raise _SlowClient from None
+            await send(message)
 
         refusal = await self._refusal(scope)
         if refusal is not None:
-            await _answer(guarded_send, *refusal)
+            await _answer(with_headers, *refusal)
             return
-        try:
-            await self.app(scope, self._receiving(receive), guarded_send)
-        except _SlowClient:
-            self.metrics.http_rejected.labels("slow_client").inc()  # uvicorn closes the socket
+        await self.app(scope, self._receiving(receive), with_headers)
 
     async def _refusal(self, scope: Scope) -> tuple[int, str, dict[str, str]] | None:
         """Status, message and headers of a refusal, or None to let the request through."""

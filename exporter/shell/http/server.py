@@ -1,10 +1,12 @@
 """uvicorn, configured from the settings and the web config, which SIGHUP reloads.
 
 Limits: `--max-connections` caps connections and requests at once (more get 503), and every
-connection gets `--http-timeout` seconds for each request head (protocol.py), body and stalled
-write (middleware.py), so idle and slow clients give their slot back. A reload swaps the basic
-auth users and headers, and loads new certificates into the live TLS context: connections
-made afterwards use them, open ones keep theirs. Turning TLS on or off needs a restart.
+connection gets `--http-timeout` seconds for each request head and stalled write (protocol.py)
+and for its body (middleware.py), so idle and slow clients give their slot back.
+
+A reload swaps the basic auth users and headers, and loads new certificates into the live TLS
+context: connections made afterwards use them, open ones keep theirs. Turning TLS on or off
+needs a restart.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from exporter.errors import ConfigError
 from exporter.metrics import Metrics
 from exporter.shell.http import webconfig
 from exporter.shell.http.app import ApiState, build_app
-from exporter.shell.http.protocol import DeadlineH11Protocol
+from exporter.shell.http.protocol import deadline_protocol
 from exporter.shell.http.webconfig import WebConfig
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ class WebServer:
             access_log=False,
             lifespan="off",
             server_header=False,
-            http=DeadlineH11Protocol,
+            http=deadline_protocol(metrics.http_rejected.labels("slow_client").inc),
             limit_concurrency=settings.max_connections,
             timeout_keep_alive=max(1, math.ceil(settings.http_timeout)),
             timeout_graceful_shutdown=2,

@@ -38,7 +38,7 @@ KINDS = {
     EventKind.RESOLVED: "outcome",
     EventKind.CORRECTED: "outcome",
 }
-QUEUE_SIZE = 256  # events a client may lag behind before it is cut off
+QUEUE_SIZE = 1024  # events a client may lag behind before it is cut off (shared objects)
 MAX_UNSAVED = 10_000  # events kept for the store while it cannot be written
 PAGE = 500
 FLUSH_SECONDS = 0.25
@@ -129,7 +129,8 @@ class Broker:
         if batch:
             await self.store.save_events(batch)
             # Only now do they leave the buffer: a replay reads the buffer, then the store.
-            del self._unsaved[: len(batch)]
+            saved = batch[-1][0]
+            self._unsaved = [row for row in self._unsaved if row[0] > saved]
 
     def close(self) -> None:
         """End every stream (at shutdown)."""
