@@ -47,6 +47,7 @@ from exporter.shell.store import Store
 log = logging.getLogger(__name__)
 throttled = logs.Throttled(log)
 DAY = 86_400.0
+OWN_LOGGERS = (__name__, "exporter.notify.delivery")  # their lines may quote a library's error
 KeyRow = tuple[str, str, str, str, float]  # ("key", dedup_key, chain_id, kind, created_at)
 # ("delivery", sent_at, chain_id, txid, tag, kind, attempt, result, error)
 DeliveryRow = tuple[str, float, str | None, str | None, str, str, int, str, str | None]
@@ -129,7 +130,7 @@ class Notifier:
         if self._router is not None:
             return
         if self._guard is None:
-            self._guard = LogGuard.install(self.redact, __name__)
+            self._guard = LogGuard.install(self.redact, *OWN_LOGGERS)
         settings = self._settings
         raw = [url.get_secret_value() for url in settings.apprise_urls]
         hooks = [url.get_secret_value() for url in settings.webhook_urls]
@@ -141,7 +142,7 @@ class Notifier:
             found: list[Destination] = [*load_apprise(raw, settings.apprise_config, self.redact)]
             rules = _load_rules(settings.alert_rules)
         except ConfigError:
-            self._guard.remove(__name__)
+            self._guard.remove(*OWN_LOGGERS)
             self._guard = None
             raise
         # The webhooks' URLs and key: masked in the exporter's log too.
@@ -289,7 +290,7 @@ class Notifier:
             await self._client.aclose()
             self._client = None
         if self._guard is not None:
-            self._guard.remove(__name__)
+            self._guard.remove(*OWN_LOGGERS)
             self._guard = None
 
     async def _record_leftovers(self) -> None:
