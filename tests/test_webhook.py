@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import StartExporter
 from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import SecretStr
-from support import make_signal, wait_for
+from support import BTC, make_signal, sim_whale, wait_for
 
 from exporter.config import Settings
 from exporter.core.models import Event, EventKind, Status, Urgency
@@ -24,6 +25,7 @@ from exporter.metrics import Metrics
 from exporter.notify import webhook
 from exporter.notify.notifier import Notifier
 from exporter.shell.store import Store
+from exporter.sim.mempool import SimulatedMempool
 from exporter.sim.receiver import Receiver, Request
 
 KEY = "whsec-0123456789abcdef"
@@ -222,6 +224,29 @@ async def test_webhook_url_and_secret_never_leak(
     for text in (caplog.text, repr(recorded), exposed):
         assert PATH_TOKEN not in text
         assert KEY not in text
+
+
+async def test_the_exporter_posts_a_streamed_whale_in_the_api_shape(
+    sim: SimulatedMempool, start_exporter: StartExporter
+) -> None:
+    """End to end: a whale in the simulated stream reaches a bot as a signed webhook whose whale
+    is the same JSON as GET /api/v1/whales serves."""
+    bot = Bot(KEY)
+    async with Receiver(respond=bot) as receiver:
+        exporter = await start_exporter(
+            sim.url, webhook_urls=[receiver.url("/hook", "http")], webhook_secret=KEY
+        )
+        tx = sim_whale(sim, 400)
+        sim.add(tx)
+        await sim.wait_until(lambda s: s.connections >= 1)
+        await sim.flush()
+        await wait_for(lambda: bot.verified != [], what="the signed webhook")
+        [served] = await exporter.whales()
+    [body] = bot.verified
+    [event] = body["events"]
+    assert event["kind"] == "new" and event["whale"]["txid"] == tx["txid"]
+    assert event["whale"] == served  # the API's shape, explorer link included
+    assert event["whale"]["value_btc"] == 400 * BTC / 1e8
 
 
 def test_sign_matches_an_independent_hmac_and_verify_refuses_tampering() -> None:
