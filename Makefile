@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 ARGS   ?=
 APT    := DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: run demo test lint format typecheck lock mixin dashboards check-mixin check-dashboards bench tools venv clean
+.PHONY: run demo test lint format typecheck lock mixin dashboards check-mixin check-dashboards bench soak tools venv clean
 
 run: venv ## Watch mempool.space (flags via ARGS="--threshold-btc 500 ...")
 	$(PY) -m exporter run $(ARGS)
@@ -47,6 +47,9 @@ bench: venv ## Benchmarks; their figures go in the README
 	$(PY) benchmarks/notify_latency.py
 	$(PY) benchmarks/known_txids.py
 	$(PY) benchmarks/esplora_startup.py
+
+soak: venv ## 10 minutes at 5,000 tx/s against the simulator; prints RSS over time (ARGS="--minutes 2")
+	$(PY) benchmarks/soak.py $(ARGS)
 
 venv: $(STAMP)
 

@@ -125,3 +125,27 @@ async def test_a_read_of_a_closed_store_is_unavailable_not_a_crash(tmp_path: Pat
     with pytest.raises(StoreUnavailable):
         await store.whales(WhaleQuery())
     await store.close()
+
+
+async def test_a_long_outage_keeps_the_newest_rows_and_counts_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory stays bounded through a long outage: the oldest rows go first, and are counted."""
+    monkeypatch.setattr("exporter.shell.store.MAX_BACKLOG", 5)
+    with small_disk(tmp_path / "disk", "4m") as disk:
+        metrics = Metrics(CollectorRegistry(), process=False)
+        store = Store(disk / "w.duckdb", metrics)
+        await store.open()
+        try:
+            filler = fill(disk)
+            signals = [make_signal(txid(), 200 + n) for n in range(8)]
+            for signal in signals:
+                await store.save([signal])
+            assert store.backlog == 5
+            assert counter(metrics, "whale_store_dropped_rows_total") == 3
+            filler.unlink()
+            assert await store.flush(force=True) and await store.sync(force=True)
+            stored = {s.txid for s in await store.whales(WhaleQuery())}
+            assert stored == {s.txid for s in signals[3:]}
+        finally:
+            await store.close()

@@ -11,7 +11,7 @@ from support import BTC, make_tx
 from exporter.core.addresses import AddressBook
 from exporter.core.detect import detect
 from exporter.core.errors import DecodeError
-from exporter.core.frames import SequenceWatch, decode_frame
+from exporter.core.frames import SequenceWatch, decode_frame, well_formed
 
 FEES = {"fastestFee": 3, "halfHourFee": 2, "hourFee": 2, "economyFee": 1, "minimumFee": 1}
 
@@ -127,3 +127,12 @@ def test_a_number_beyond_a_double_costs_only_its_message() -> None:
     assert frame.delta is not None and frame.delta.added == [whale]
     assert frame.fees is None
     assert [kind for kind, _ in frame.errors] == ["message"]
+
+
+def test_transactions_from_rest_are_shape_checked_one_by_one() -> None:
+    """`well_formed` keeps the good transactions of a REST batch and says why each other failed."""
+    whale = _whale()
+    broken = {**make_tx([("bc1qa", BTC)]), "vin": [{"txid": {"x": 1}, "vout": 0}]}
+    good, bad = well_formed([broken, whale, "nonsense"])
+    assert good == [whale]
+    assert len(bad) == 2 and "outpoint" in bad[0]

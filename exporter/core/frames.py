@@ -180,6 +180,20 @@ def tx_shape(tx: Any) -> str | None:
     return None
 
 
+def well_formed(txs: list[Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The transactions of `txs` that `tx_shape` accepts, and why each other one was not.
+
+    For transactions that come from elsewhere than a frame (REST), before they meet the tracker.
+    """
+    good, bad = [], []
+    for tx in txs:
+        if (reason := tx_shape(tx)) is None:
+            good.append(tx)
+        else:
+            bad.append(reason)
+    return good, bad
+
+
 def _block(item: Any) -> dict[str, Any]:
     """A `block` (or one entry of `blocks`) with a valid id, height and time, or DecodeError."""
     if not isinstance(item, dict):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from exporter.core.detect import gross_sats
 from exporter.core.errors import DecodeError
-from exporter.core.frames import MempoolDelta
+from exporter.core.frames import MempoolDelta, tx_shape
 from exporter.core.models import EventKind, TxStatus
 from exporter.errors import ExporterError
 from exporter.logs import Throttled
@@ -77,7 +77,8 @@ class PrevoutFill:
         except (ExporterError, ValueError) as exc:
             throttled.warning("prevouts", "prevout fetch failed; using the gross value: %s", exc)
             full = None
-        if full is not None and (lacks_prevouts(full) or full.get("txid") != tx["txid"]):
+        if full is not None and (tx_shape(full) is not None or lacks_prevouts(full)
+                                 or full.get("txid") != tx["txid"]):  # fmt: skip
             full = None
         if full is not None:  # the frame's mempool extras (fee rates, position), REST's inputs
             full = {**tx, "vin": full["vin"], "status": full.get("status")}

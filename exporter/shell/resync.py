@@ -26,7 +26,7 @@ from array import array
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from exporter.core.frames import MempoolDelta
+from exporter.core.frames import MempoolDelta, well_formed
 from exporter.core.known import prefix, sorted_keys
 from exporter.core.models import EventKind
 from exporter.errors import ExporterError, NotFound
@@ -282,7 +282,11 @@ class Resync:
 
     async def _publish(self, txs: list[dict[str, Any]], source: str) -> int:
         p = self.p
-        txs = [tx for tx in txs if not _confirmed(tx)]
+        txs, malformed = well_formed([tx for tx in txs if not _confirmed(tx)])
+        if malformed:  # one bad answer costs only itself
+            p.metrics.decode_errors.labels("transaction").inc(len(malformed))
+            log.warning("skipped %d malformed transactions from REST: %s", len(malformed),
+                        malformed[0])  # fmt: skip
         if not txs:
             return 0
         p.metrics.resync_examined.labels(source).inc(len(txs))
