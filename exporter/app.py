@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from exporter.config import Settings, env_name, flag
 from exporter.core.addresses import AddressBook
 from exporter.core.models import Event
-from exporter.errors import ConfigError
+from exporter.errors import ConfigError, StoreUnavailable
 from exporter.metrics import Metrics
 from exporter.notify.notifier import Notifier
 from exporter.pipeline import Notifies, Pipeline
@@ -78,6 +78,8 @@ async def every(seconds: float, job: Callable[[], Awaitable[Any]], *, first: flo
     while True:
         try:
             await job()
+        except StoreUnavailable:
+            pass  # the store logs each change of its state once; the job runs again later
         except Exception:
             log.exception("periodic %s failed", getattr(job, "__name__", "job"))
         await asyncio.sleep(seconds)

@@ -33,7 +33,7 @@ from exporter.core.known import KnownTxids
 from exporter.core.models import Event, EventKind
 from exporter.core.recall import Recall
 from exporter.core.tracker import Step, Tracker
-from exporter.errors import DecodeError, ExporterError
+from exporter.errors import DecodeError, ExporterError, StoreUnavailable
 from exporter.logs import Throttled
 from exporter.metrics import Metrics
 from exporter.shell.audit import BlockAudit
@@ -337,6 +337,8 @@ class Pipeline:
         cutoff = self.clock() - self.settings.retention_days * 86_400
         try:
             deleted = await self.store.delete_before(cutoff)
+        except StoreUnavailable:
+            return 0  # the store logs its state once; retention runs again tomorrow
         except Exception:
             log.exception("retention failed")
             return 0
