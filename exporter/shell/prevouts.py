@@ -101,9 +101,9 @@ class PrevoutFill:
                 block_hash=block_hash if isinstance(block_hash, str) else None,
             )
             out.merge(p.tracker.on_status(tx["txid"], confirmed, now))
-        if full is None and any(e.kind is EventKind.DETECTED for e in out.events):
-            p.metrics.gross_fallbacks.inc()
         await p.publish(out, received_at)
+        if full is None and any(e.kind is EventKind.DETECTED for e in out.events):
+            p.metrics.gross_fallbacks.inc()  # after the save: the whale is readable once counted
 
     async def aclose(self) -> None:
         for task in list(self._tasks):
