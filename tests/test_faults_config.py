@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,19 @@ import pytest
 PROG = "mempool-whale-exporter: config error: "
 
 
+# Should a case ever be accepted, the process stays on loopback and off the internet.
+CONTAINED = {
+    "WHALE_LISTEN": "127.0.0.1:0",
+    "WHALE_MEMPOOL_URL": "http://127.0.0.1:9",
+    "WHALE_DB": str(Path(tempfile.gettempdir()) / "test-faults-config.duckdb"),
+}
+
+
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("WHALE_")}
     return subprocess.run(
         [sys.executable, "-m", "exporter", *args],
-        env={**clean, **(env or {})},
+        env={**clean, **CONTAINED, **(env or {})},
         capture_output=True,
         text=True,
         timeout=30,
