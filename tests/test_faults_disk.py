@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from faults import ExporterProcess, exporter_process, fill, small_disk, subscribed
 from support import sim_whale, wait_for
 
@@ -116,3 +119,27 @@ def _ready(exporter: ExporterProcess):  # type: ignore[no-untyped-def]
         return (await exporter.get("/readyz")).status_code == 200
 
     return check
+
+
+async def test_a_read_only_store_is_one_line_and_status_2(tmp_path: Path) -> None:
+    """A database on a read-only filesystem stops the start with one line naming --db, status 2.
+
+    (A filesystem cannot be remounted read-only under a running exporter: Linux refuses while
+    files are open for writing. A full disk is the fault that can strike at run time.)
+    """
+    with small_disk(tmp_path / "disk", "4m") as disk:
+        remounted = subprocess.run(
+            ["mount", "-o", "remount,ro", str(disk)], capture_output=True, check=False
+        )
+        if remounted.returncode != 0:
+            pytest.skip(f"cannot remount read-only: {remounted.stderr.decode().strip()}")
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("WHALE_")}
+        result = subprocess.run(
+            [sys.executable, "-m", "exporter", "run", "--db", str(disk / "w.duckdb"),
+             "--listen", "127.0.0.1:0", "--mempool-url", "http://127.0.0.1:9"],
+            env=clean, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--db / WHALE_DB" in lines[0], result.stderr
+    assert "Read-only" in lines[0] or "read-only" in lines[0].lower()
