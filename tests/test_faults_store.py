@@ -149,3 +149,19 @@ async def test_a_long_outage_keeps_the_newest_rows_and_counts_the_rest(
             assert stored == {s.txid for s in signals[3:]}
         finally:
             await store.close()
+
+
+async def test_after_a_failed_load_both_files_are_loaded_at_once(tmp_path: Path) -> None:
+    """A load that failed leaves its file behind; the next load takes it and what came after."""
+    store = Store(tmp_path / "w.duckdb")
+    await store.open()
+    try:
+        first, second = make_signal(txid(), 200), make_signal(txid(), 300)
+        await store.save([first])
+        store._journal.sealed()  # sealed, then its load failed: the file stays
+        await store.save([second])  # appended to the next journal meanwhile
+        assert await store.sync(force=True)
+        stored = {s.txid for s in await store.whales(WhaleQuery())}
+        assert stored == {first.txid, second.txid}
+    finally:
+        await store.close()

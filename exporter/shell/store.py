@@ -309,8 +309,11 @@ class Store:
             loop = asyncio.get_running_loop()
             try:
                 # Sealing runs on the journal thread, after every append already submitted.
-                sealed = await loop.run_in_executor(self._appender, self._journal.sealed)
-                if sealed is not None:
+                # Twice: a file a failed load left behind, then what was appended meanwhile.
+                for _ in range(2):
+                    sealed = await loop.run_in_executor(self._appender, self._journal.sealed)
+                    if sealed is None:
+                        break
                     skipped = await self._on_writer(self._load, sealed)
                     self._skipped(skipped, sealed)
             except STORE_ERRORS as exc:
