@@ -14,12 +14,21 @@ methods run on one dedicated thread, in the order they were called.
 A write that fails part-way (a full disk) would leave a torn line that the next append glues
 itself to. The torn part is cut off again; when even that fails, the next append starts on a
 fresh line, so at most the torn line itself is unreadable.
+
+Below the file class: what a line may hold (DuckDB's `read_json(ignore_errors)` would turn a
+value its column cannot hold into NULL without a word, so rows are checked before they are
+written), and the bulk load that reports the lines DuckDB could not read.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 
 class Journal:
@@ -91,3 +100,75 @@ class Journal:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+# --- lines and DuckDB: what a line may hold, and loading a file of them ----------------------
+
+
+def reading_of(con: Any, columns: Sequence[str]) -> tuple[str, dict[str, tuple[str, bool]]]:
+    """How to read journal lines (read_json's `columns` struct and a filter of whole rows),
+    and each column's type and nullability."""
+    rows = con.execute(
+        "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+        "WHERE table_name = 'signals'"
+    ).fetchall()
+    types = {name: (kind, null == "YES") for name, kind, null in rows}
+    fields = ", ".join(f"{name}: '{types[name][0]}'" for name in columns)
+    required = " AND ".join(["seq IS NOT NULL"] + [
+        f"{name} IS NOT NULL" for name, (_, null) in types.items() if not null])  # fmt: skip
+    reading = f"columns = {{seq: 'BIGINT', {fields}}}, ignore_errors = true) WHERE {required}"
+    return reading, types
+
+
+INT_RANGES = {"INTEGER": 2**31, "BIGINT": 2**63}
+
+
+def row_problem(values: dict[str, Any], types: dict[str, tuple[str, bool]]) -> str | None:
+    """What in `values` the signals table cannot hold (DuckDB would turn it into NULL)."""
+    for name, value in values.items():
+        kind, nullable = types.get(name, ("", True))
+        if value is None:
+            if not nullable:
+                return f"{name} is missing"
+        elif kind in INT_RANGES:
+            bound = INT_RANGES[kind]
+            if type(value) is not int or not -bound <= value < bound:
+                return f"{name} {value!r} does not fit {kind}"
+        elif kind == "DOUBLE" and (not isinstance(value, int | float) or not math.isfinite(value)):
+            return f"{name} {value!r} is not a finite number"
+    return None
+
+
+def lenient(value: Any) -> Any:
+    """A value for the .rejected file: anything JSON cannot hold becomes its repr."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
+        return str(value)
+    return value
+
+
+def load_journal(con: Any, path: Path, reading: str, columns: Sequence[str]) -> list[bytes]:
+    """Upsert the newest line of each chain in `path`; returns the lines DuckDB could not
+    read (a line torn by a crash), which are skipped."""
+    source = f"read_json(?, format = 'newline_delimited', {reading}"
+    names = ", ".join(columns)
+    con.execute(
+        f"INSERT OR REPLACE INTO signals ({names}) SELECT {names} FROM {source} "
+        f"QUALIFY row_number() OVER (PARTITION BY chain_id ORDER BY seq DESC) = 1",
+        [str(path)],
+    )
+    lines = [line for line in path.read_bytes().splitlines() if line.strip()]
+    read = con.execute(f"SELECT count(*) FROM {source}", [str(path)]).fetchone()[0]
+    if read == len(lines):
+        return []
+    seqs = {seq for (seq,) in con.execute(f"SELECT seq FROM {source}", [str(path)]).fetchall()}
+    return [line for line in lines if _seq(line) not in seqs]
+
+
+def _seq(line: bytes) -> int | None:
+    try:
+        seq = orjson.loads(line).get("seq")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return seq if isinstance(seq, int) else None

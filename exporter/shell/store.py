@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
@@ -29,7 +28,7 @@ from exporter.core.models import Flow, Signal, Status, Urgency
 from exporter.errors import StoreUnavailable
 from exporter.metrics import Metrics
 from exporter.shell.health import StoreHealth
-from exporter.shell.journal import Journal
+from exporter.shell.journal import Journal, lenient, load_journal, reading_of, row_problem
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -259,10 +258,10 @@ class Store:
             con = duckdb.connect(str(self.path), config={"memory_limit": "256MB", "threads": 2})
             try:
                 migrate(con)
-                self._reading, self._types = _json_columns(con)
+                self._reading, self._types = reading_of(con, COLUMNS)
                 for leftover in self._journal.leftovers():
                     log.info("loading %s left by an earlier run", leftover.name)
-                    self._skipped(_load_journal(con, leftover, self._reading), leftover)
+                    self._skipped(load_journal(con, leftover, self._reading, COLUMNS), leftover)
                     leftover.unlink()
             except Exception:
                 con.close()
@@ -332,7 +331,7 @@ class Store:
         await self.sync()
 
     def _load(self, sealed: Path) -> list[bytes]:
-        skipped = _load_journal(self._connection(), sealed, self._reading)
+        skipped = load_journal(self._connection(), sealed, self._reading, COLUMNS)
         sealed.unlink()
         return skipped
 
@@ -453,7 +452,7 @@ class Store:
     def _line(self, signal: Signal) -> bytes | None:
         """The journal line of `signal`, or None when a column cannot hold one of its values."""
         values = dict(zip(COLUMNS, row_of(signal), strict=True))
-        problem = _problem(values, self._types)
+        problem = row_problem(values, self._types)
         if problem is None:
             try:
                 return orjson.dumps({"seq": next(self._seq), **values}) + b"\n"
@@ -471,7 +470,7 @@ class Store:
                 problem,
                 self.rejected_path.name,
             )
-        self._keep_refused([orjson.dumps({k: _lenient(v) for k, v in values.items()})])
+        self._keep_refused([orjson.dumps({k: lenient(v) for k, v in values.items()})])
         return None
 
     async def load_pending(self) -> list[Signal]:
@@ -544,75 +543,6 @@ class Store:
     async def delete_before(self, cutoff: float) -> int:
         """Retention: delete resolved signals detected before `cutoff`, and old delivery rows."""
         return await self.write(_delete_before, cutoff)
-
-
-def _json_columns(con: Connection) -> tuple[str, dict[str, tuple[str, bool]]]:
-    """How to read journal lines (read_json's `columns` struct and a filter of whole rows),
-    and each column's type and nullability."""
-    rows = con.execute(
-        "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
-        "WHERE table_name = 'signals'"
-    ).fetchall()
-    types = {name: (kind, null == "YES") for name, kind, null in rows}
-    fields = ", ".join(f"{name}: '{types[name][0]}'" for name in COLUMNS)
-    required = " AND ".join(["seq IS NOT NULL"] + [
-        f"{name} IS NOT NULL" for name, (_, null) in types.items() if not null])  # fmt: skip
-    reading = f"columns = {{seq: 'BIGINT', {fields}}}, ignore_errors = true) WHERE {required}"
-    return reading, types
-
-
-INT_RANGES = {"INTEGER": 2**31, "BIGINT": 2**63}
-
-
-def _problem(values: dict[str, Any], types: dict[str, tuple[str, bool]]) -> str | None:
-    """What in `values` the signals table cannot hold (DuckDB would turn it into NULL)."""
-    for name, value in values.items():
-        kind, nullable = types.get(name, ("", True))
-        if value is None:
-            if not nullable:
-                return f"{name} is missing"
-        elif kind in INT_RANGES:
-            bound = INT_RANGES[kind]
-            if type(value) is not int or not -bound <= value < bound:
-                return f"{name} {value!r} does not fit {kind}"
-        elif kind == "DOUBLE" and (not isinstance(value, int | float) or not math.isfinite(value)):
-            return f"{name} {value!r} is not a finite number"
-    return None
-
-
-def _lenient(value: Any) -> Any:
-    """A value for the .rejected file: anything JSON cannot hold becomes its repr."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
-        return str(value)
-    return value
-
-
-def _load_journal(con: Connection, path: Path, reading: str) -> list[bytes]:
-    """Upsert the newest line of each chain in `path`; returns the lines DuckDB could not
-    read (a line torn by a crash), which are skipped."""
-    source = f"read_json(?, format = 'newline_delimited', {reading}"
-    con.execute(
-        f"INSERT OR REPLACE INTO signals ({', '.join(COLUMNS)}) "
-        f"SELECT {', '.join(COLUMNS)} FROM {source} "
-        f"QUALIFY row_number() OVER (PARTITION BY chain_id ORDER BY seq DESC) = 1",
-        [str(path)],
-    )
-    lines = [line for line in path.read_bytes().splitlines() if line.strip()]
-    read = con.execute(f"SELECT count(*) FROM {source}", [str(path)]).fetchone()[0]
-    if read == len(lines):
-        return []
-    seqs = {seq for (seq,) in con.execute(f"SELECT seq FROM {source}", [str(path)]).fetchall()}
-    return [line for line in lines if _seq(line) not in seqs]
-
-
-def _seq(line: bytes) -> int | None:
-    try:
-        seq = orjson.loads(line).get("seq")
-    except (orjson.JSONDecodeError, AttributeError):
-        return None
-    return seq if isinstance(seq, int) else None
 
 
 def _select_signals(cursor: Connection, tail: str, params: list[Any]) -> list[Signal]:
