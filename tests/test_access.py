@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import socket
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import StartExporter
+from support import wait_for
+from test_cli import exporter_process, stop
 
 from exporter.app import _warn_if_open
 from exporter.config import load
@@ -93,3 +97,33 @@ def test_token_match_names_the_token_not_its_value() -> None:
     assert tokens.match(f"bearer {TOKENS[0]}") == "token-1"
     for header in (None, "", "Bearer", f"Bearer {TOKENS[0]}x", f"Basic {TOKENS[0]}"):
         assert tokens.match(header) is None
+
+
+async def test_tokens_stay_out_of_a_real_process_logs(
+    tmp_path: Path, sim: SimulatedMempool
+) -> None:
+    """Given by environment, used and refused at debug level: the token never reaches the log."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with exporter_process(
+        "--mempool-url", sim.url, "--db", str(tmp_path / "w.duckdb"),
+        "--listen", f"127.0.0.1:{port}", "--log-level", "DEBUG",
+        env={"WHALE_API_TOKENS": ",".join(TOKENS)},
+    ) as process:  # fmt: skip
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+
+            async def up() -> bool:
+                try:
+                    return (await http.get("/healthz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_for(up, 30, "the exporter to listen")
+            for token in (*TOKENS, "not-a-token-dddddddddddddd"):
+                await http.get("/api/v1/whales", headers={"authorization": f"Bearer {token}"})
+            metrics = (await http.get("/metrics")).text
+        logs = await stop(process)
+    assert "DEBUG" in logs
+    for token in TOKENS:
+        assert token not in logs and token not in metrics
