@@ -41,8 +41,7 @@ async def test_flood_past_the_limit_gets_429_never_5xx(
             *(flood.get("/api/v1/whales", headers=bearer(TOKENS[0])) for _ in range(80))
         )
     statuses = Counter(a.status_code for a in answers)
-    assert set(statuses) <= {200, 429}, statuses
-    assert statuses[429] >= 80 - 5 - 30  # the burst, and at most 30 s of refill at 1/s
+    assert statuses == {200: 5, 429: 75}, statuses
     assert all(int(a.headers["retry-after"]) >= 1 for a in answers if a.status_code == 429)
     rejected = await exporter.scraped("whale_http_rejected_requests_total", reason="rate_limited")
     assert rejected == statuses[429]
@@ -52,14 +51,20 @@ async def test_flood_past_the_limit_gets_429_never_5xx(
     assert metrics.status_code == 200
 
 
-async def test_without_tokens_the_limit_is_per_client_address(
+async def test_guessing_tokens_is_rate_limited_per_client_address(
     sim: SimulatedMempool, start_exporter: StartExporter
 ) -> None:
-    """With no tokens the bucket is the client's address; bad tokens do not dodge it."""
-    exporter = await start_exporter(sim.url, api_rate_limit=1, api_rate_burst=3)
-    answers = [await exporter.http.get("/api/v1/whales") for _ in range(10)]
-    statuses = Counter(a.status_code for a in answers)
-    assert statuses[429] >= 1 and set(statuses) <= {200, 429}
+    """Without a valid token the bucket is the client's address: wrong guesses get 401, then 429."""
+    exporter = await start_exporter(
+        sim.url, api_tokens=TOKENS, api_rate_limit=0.001, api_rate_burst=3
+    )
+    answers = [
+        await exporter.http.get("/api/v1/whales", headers=bearer(f"guess-{i:020d}"))
+        for i in range(10)
+    ]
+    assert Counter(a.status_code for a in answers) == {401: 3, 429: 7}
+    valid = await exporter.http.get("/api/v1/whales", headers=bearer(TOKENS[0]))
+    assert valid.status_code == 200  # a token has its own bucket
 
 
 def test_token_bucket_refills_at_the_rate() -> None:
