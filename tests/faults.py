@@ -12,14 +12,14 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support import wait_for
+from support import sim_whale, wait_for
 
 SERVING = re.compile(r"serving on http://127\.0\.0\.1:(\d+)")
 
@@ -263,3 +263,55 @@ async def subscribed(sim: Any, count: int = 1) -> None:
 
     async with asyncio.timeout(30):
         await sim.wait_until(enough)
+
+
+Check = Callable[[], Awaitable[bool]]
+
+
+def has_whales(exporter: ExporterProcess, txids: list[str]) -> Check:
+    """A `wait_for` condition: the API lists every one of `txids`."""
+
+    async def check() -> bool:
+        response = await exporter.get("/api/v1/whales", limit=1000)
+        if response.status_code != 200:
+            return False
+        return set(txids) <= {row["txid"] for row in response.json()["whales"]}
+
+    return check
+
+
+def detected(exporter: ExporterProcess, count: int) -> Check:
+    """A `wait_for` condition: at least `count` whales detected (stored or not)."""
+
+    async def check() -> bool:
+        total = 0.0
+        for flow in ("inflow", "outflow", "internal", "unknown"):
+            total += await exporter.metric("whale_transactions_total", flow=flow) or 0
+        return total >= count
+
+    return check
+
+
+def is_ready(exporter: ExporterProcess) -> Check:
+    """A `wait_for` condition: /readyz answers 200."""
+
+    async def check() -> bool:
+        return (await exporter.get("/readyz")).status_code == 200
+
+    return check
+
+
+async def send_whales(sim: Any, n: int, btc: float = 200) -> list[str]:
+    """`n` whales into the simulator's mempool, announced in one poll; returns their txids."""
+    txs = [sim_whale(sim, btc + i) for i in range(n)]
+    for tx in txs:
+        sim.add(tx)
+    await sim.flush()
+    return [tx["txid"] for tx in txs]
+
+
+async def wait_stored(
+    exporter: ExporterProcess, txids: list[str], timeout: float = 60, what: str = "every whale"
+) -> None:
+    """Wait until the API lists every one of `txids`; on failure show the exporter's log."""
+    await wait_for(has_whales(exporter, txids), timeout, f"{what} stored", lambda: exporter.log)

@@ -13,8 +13,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from faults import ExporterProcess, exporter_process, fill, small_disk, subscribed
-from support import sim_whale, wait_for
+from faults import (
+    detected,
+    exporter_process,
+    fill,
+    is_ready,
+    send_whales,
+    small_disk,
+    subscribed,
+    wait_stored,
+)
+from support import wait_for
 
 from exporter.sim.mempool import SimulatedMempool
 
@@ -22,14 +31,6 @@ from exporter.sim.mempool import SimulatedMempool
 def args(sim: SimulatedMempool, db: Path) -> list[str]:
     return ["--mempool-url", sim.url, "--db", str(db), "--no-backfill",
             "--stale-after", "5", "--ping-interval", "1"]  # fmt: skip
-
-
-async def send_whales(sim: SimulatedMempool, n: int) -> list[str]:
-    txs = [sim_whale(sim, 200 + n) for n in range(n)]
-    for tx in txs:
-        sim.add(tx)
-    await sim.flush()
-    return [tx["txid"] for tx in txs]
 
 
 async def test_a_full_disk_is_visible_and_loses_no_whale(
@@ -41,14 +42,12 @@ async def test_a_full_disk_is_visible_and_loses_no_whale(
         async with exporter_process(*args(sim, disk / "w.duckdb")) as exporter:
             await subscribed(sim)
             before = await send_whales(sim, 1)
-            await wait_for(
-                _has(exporter, before), 15, "the first whale stored", lambda: exporter.log
-            )
+            await wait_stored(exporter, before, 15, "the first whale")
             filler = fill(disk)
             during: list[str] = []
             for _ in range(4):  # several batches, each refused
                 during += await send_whales(sim, 2)
-                await wait_for(_detected(exporter, len(before) + len(during)), 15, "detection")
+                await wait_for(detected(exporter, len(before) + len(during)), 15, "detection")
             ready = await exporter.get("/readyz")
             assert ready.status_code == 503
             assert "store cannot write" in ready.text and "No space left" in ready.text
@@ -59,10 +58,8 @@ async def test_a_full_disk_is_visible_and_loses_no_whale(
             assert {r.status_code for r in reads} <= {200, 503}, [r.text for r in reads]
             assert (await exporter.get("/api/v1/summary")).status_code in (200, 503)
             filler.unlink()
-            await wait_for(
-                _has(exporter, before + during), 60, "every whale stored", lambda: exporter.log
-            )
-            await wait_for(_ready(exporter), 30, "ready again")
+            await wait_stored(exporter, before + during, 60, "every whale")
+            await wait_for(is_ready(exporter), 30, "ready again")
             assert await exporter.metric("whale_store_healthy") == 1
             assert exporter.count("store cannot write") == 1, exporter.log
             assert exporter.count("store writes again") == 1, exporter.log
@@ -77,48 +74,19 @@ async def test_short_full_disk_blips_lose_no_whale(sim: SimulatedMempool, tmp_pa
         async with exporter_process(*args(sim, disk / "w.duckdb")) as exporter:
             await subscribed(sim)
             sent = await send_whales(sim, 1)
-            await wait_for(_has(exporter, sent), 15, "the first whale stored", lambda: exporter.log)
+            await wait_stored(exporter, sent, 15, "the first whale")
             for _ in range(8):
                 filler = fill(disk)
                 # Leave room for part of the next batch: its write is torn.
                 os.truncate(filler, max(0, filler.stat().st_size - rng.randint(200, 3_000)))
                 sent += await send_whales(sim, 3)
-                await wait_for(_detected(exporter, len(sent)), 15, "detection")
+                await wait_for(detected(exporter, len(sent)), 15, "detection")
                 filler.unlink()
-                await wait_for(
-                    _has(exporter, sent), 60, "every whale so far stored", lambda: exporter.log
-                )
+                await wait_stored(exporter, sent, 60, "every whale so far")
             assert await exporter.metric("whale_journal_skipped_lines_total") == 0
             rows = await exporter.whales()
             assert sorted(row["txid"] for row in rows) == sorted(sent)  # each exactly once
             assert exporter.count("Traceback") == 0, exporter.log
-
-
-def _has(exporter: ExporterProcess, txids: list[str]):  # type: ignore[no-untyped-def]
-    async def check() -> bool:
-        response = await exporter.get("/api/v1/whales", limit=1000)
-        if response.status_code != 200:
-            return False
-        return set(txids) <= {row["txid"] for row in response.json()["whales"]}
-
-    return check
-
-
-def _detected(exporter: ExporterProcess, count: int):  # type: ignore[no-untyped-def]
-    async def check() -> bool:
-        total = 0.0
-        for flow in ("inflow", "outflow", "internal", "unknown"):
-            total += await exporter.metric("whale_transactions_total", flow=flow) or 0
-        return total >= count
-
-    return check
-
-
-def _ready(exporter: ExporterProcess):  # type: ignore[no-untyped-def]
-    async def check() -> bool:
-        return (await exporter.get("/readyz")).status_code == 200
-
-    return check
 
 
 async def test_a_read_only_store_is_one_line_and_status_2(tmp_path: Path) -> None:

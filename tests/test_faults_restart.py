@@ -4,18 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faults import ExporterProcess, subscribed
-from support import sim_whale, wait_for
+from faults import Check, ExporterProcess, send_whales, subscribed, wait_stored
+from support import wait_for
 
 from exporter.sim.mempool import SimulatedMempool
-
-
-async def send_whales(sim: SimulatedMempool, n: int, btc: float = 200) -> list[str]:
-    txs = [sim_whale(sim, btc + i) for i in range(n)]
-    for tx in txs:
-        sim.add(tx)
-    await sim.flush()
-    return [tx["txid"] for tx in txs]
 
 
 async def test_repeated_sigkill_loses_and_duplicates_nothing(
@@ -32,7 +24,7 @@ async def test_repeated_sigkill_loses_and_duplicates_nothing(
         for round_ in range(3):
             await exporter.start()
             await subscribed(sim, round_ + 1)
-            await wait_for(_has(exporter, sent), 60, "every whale so far", lambda: exporter.log)
+            await wait_stored(exporter, sent, 60, "every whale so far")
             if round_ == 1:  # mined while the exporter is up, then it dies right after
                 mined = sent[:2]
                 await sim.mine(mined)
@@ -44,8 +36,7 @@ async def test_repeated_sigkill_loses_and_duplicates_nothing(
                 mined += sent[2:4]
                 await sim.mine(sent[2:4])  # mined while it is down
         await exporter.start()
-        await wait_for(_has(exporter, sent), 60, "every whale after the last restart",
-                       lambda: exporter.log)  # fmt: skip
+        await wait_stored(exporter, sent, 60, "every whale after the last restart")
         await wait_for(_confirmed(exporter, mined), 60, "the mined whales confirmed",
                        lambda: exporter.log)  # fmt: skip
         rows = await exporter.whales()
@@ -57,17 +48,7 @@ async def test_repeated_sigkill_loses_and_duplicates_nothing(
         await exporter.aclose()
 
 
-def _has(exporter: ExporterProcess, txids: list[str]):  # type: ignore[no-untyped-def]
-    async def check() -> bool:
-        response = await exporter.get("/api/v1/whales", limit=1000)
-        if response.status_code != 200:
-            return False
-        return set(txids) <= {row["txid"] for row in response.json()["whales"]}
-
-    return check
-
-
-def _confirmed(exporter: ExporterProcess, txids: list[str]):  # type: ignore[no-untyped-def]
+def _confirmed(exporter: ExporterProcess, txids: list[str]) -> Check:
     async def check() -> bool:
         rows = await exporter.whales()
         status = {row["txid"]: row["status"] for row in rows}
