@@ -16,6 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter import app
 from exporter.config import Settings, load
 from exporter.core.addresses import AddressBook
+from exporter.metrics import Metrics
+from exporter.shell.store import Store
 from exporter.sim.mempool import SimulatedMempool
 
 EXCHANGES = {"bc1qbinancecold0000000000000000000000000": "Binance",
@@ -61,6 +63,21 @@ class Exporter:
         self.stop.set()
         await asyncio.wait_for(self.task, 10)
         await self.http.aclose()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """An open store on a real DuckDB file of the test's own, closed afterwards."""
+    store = Store(tmp_path / "w.duckdb")
+    await store.open()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    """Every series on a fresh registry of the test's own."""
+    return Metrics(CollectorRegistry(), process=False)
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 from support import make_signal, wait_for
 
@@ -65,19 +64,6 @@ class Switch:
     def told(self, n: int) -> int:
         """How many accepted messages speak of whale `n`."""
         return sum(txid(n) in str(r.payload.get("message", "")) for r in self.accepted)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(tmp_path / "w.duckdb")
-    await store.open()
-    yield store
-    await store.close()
-
-
-@pytest.fixture
-def metrics() -> Metrics:
-    return Metrics(CollectorRegistry(), process=False)
 
 
 def settings(*urls: str, **changes: Any) -> Settings:

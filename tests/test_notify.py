@@ -48,19 +48,6 @@ async def no_wait(seconds: float) -> None:
     await asyncio.sleep(0)
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(tmp_path / "w.duckdb")
-    await store.open()
-    yield store
-    await store.close()
-
-
-@pytest.fixture
-def metrics() -> Metrics:
-    return Metrics(CollectorRegistry(), process=False)
-
-
 def settings(*urls: str, **changes: Any) -> Settings:
     values: dict[str, Any] = {
         "apprise_urls": tuple(SecretStr(url) for url in urls),

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import StartExporter
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import generate_latest
 from pydantic import SecretStr
 from support import BTC, make_signal, sim_whale, wait_for
 
@@ -62,19 +62,6 @@ class Bot:
         if self.status < 300:
             self.verified.append(json.loads(request.body))
         return self.status
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(tmp_path / "w.duckdb")
-    await store.open()
-    yield store
-    await store.close()
-
-
-@pytest.fixture
-def metrics() -> Metrics:
-    return Metrics(CollectorRegistry(), process=False)
 
 
 def settings(*urls: str, **changes: Any) -> Settings:
