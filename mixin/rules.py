@@ -283,6 +283,17 @@ sum by ({BY_INSTANCE}) (increase(whale_backfill_runs_total{{{s('result="ok"')}}}
                 ),
                 _alert(
                     c,
+                    "WhaleStoreUnhealthy",
+                    f"whale_store_healthy{{{s()}}} == 0",
+                    "critical",
+                    "Whale exporter store has refused writes for 15 minutes.",
+                    """{{ $labels.instance }} cannot write its journal or database; whales are
+                    held in a bounded backlog in memory, which a restart or a long outage loses,
+                    and /readyz answers 503.""",
+                    "15m",
+                ),
+                _alert(
+                    c,
                     "WhaleFrameQueueBacklog",
                     f"whale_frame_queue_depth{{{s()}}} > 0",
                     "warning",
