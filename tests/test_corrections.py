@@ -115,24 +115,6 @@ async def test_replacement_below_the_threshold_found_after_a_restart(
     assert again.value("whale_outcomes_total", outcome="dropped") == 0
 
 
-async def test_dropped_whale_later_mined_is_counted_as_confirmed(
-    sim: SimulatedMempool, start_exporter: StartExporter
-) -> None:
-    """Dropped, then seen in a block: counted as confirmed, and the dropped outcome withdrawn."""
-    exporter = await started(sim, start_exporter, drop_grace=0, check_interval=0.1)
-    tx = whale(sim)
-    await detected(exporter, sim, tx)
-    sim.remove(tx["txid"])
-    await sim.flush()
-    await wait_for(lambda: exporter.value("whale_outcomes_total", outcome="dropped") == 1)
-    await sim.mine([tx["txid"]])
-    await wait_for(lambda: exporter.value("whale_outcomes_total", outcome="confirmed") == 1)
-    assert exporter.value("whale_outcome_corrections_total", outcome="dropped") == 1
-    assert exporter.value("whale_outcomes_total", outcome="dropped") == 1
-    (row,) = await exporter.whales()
-    assert (row["status"], row["corrected_from"]) == ("confirmed", "dropped")
-
-
 async def test_fee_bump_is_judged_from_its_own_tip(
     sim: SimulatedMempool, start_exporter: StartExporter
 ) -> None:

@@ -111,7 +111,8 @@ async def test_replacement_below_threshold_closes_signal(
 async def test_dropped_then_corrected_when_mined(
     sim: SimulatedMempool, start_exporter: StartExporter
 ) -> None:
-    """Evicted and unknown to REST: dropped; seen in a block later: corrected to confirmed."""
+    """Evicted and unknown to REST: dropped; seen in a block later: corrected to confirmed,
+    counted as confirmed once, and the dropped outcome counted as withdrawn."""
     exporter = await started(sim, start_exporter, drop_grace=0, check_interval=0.1)
     tx = whale(sim)
     await detected(exporter, sim, tx)
@@ -127,6 +128,11 @@ async def test_dropped_then_corrected_when_mined(
 
     await wait_for(corrected)
     assert exporter.value("whale_prediction_accuracy_ratio", window="1h") == 1
+    assert exporter.value("whale_outcomes_total", outcome="confirmed") == 1
+    assert exporter.value("whale_outcome_corrections_total", outcome="dropped") == 1
+    assert exporter.value("whale_outcomes_total", outcome="dropped") == 1
+    (row,) = await exporter.whales()
+    assert (row["status"], row["corrected_from"]) == ("confirmed", "dropped")
 
 
 async def test_expired_after_max_pending(
