@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from exporter.core.models import Flow, Signal
+from exporter.notify.notifier import Notifier
 from exporter.sim.mempool import SimulatedMempool
 
 BTC = 100_000_000
@@ -141,3 +144,30 @@ def tool(name: str) -> str:
             pytrace=False,
         )
     return path
+
+
+@contextlib.asynccontextmanager
+async def running(notifier: Notifier, timeout: float = 5.0) -> AsyncIterator[Notifier]:
+    """A started notifier with its run task; closed (draining for `timeout`) on the way out."""
+    await notifier.start()
+    task = asyncio.create_task(notifier.run())
+    try:
+        yield notifier
+    finally:
+        await notifier.close(timeout)
+        await task
+
+
+def config_file(tmp_path: Path, entries: dict[str, str]) -> Path:
+    """An Apprise YAML config file giving each URL its tag."""
+    path = tmp_path / "apprise.yml"
+    lines = ["version: 1", "urls:"]
+    for url, tag in entries.items():
+        lines += [f'  - "{url}":', f"      - tag: {tag}"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def short_backoff(seconds: float) -> None:
+    """The retry and probe schedule, made short: the notifier waits, the test never does."""
+    await asyncio.sleep(min(seconds, 0.05))

@@ -8,17 +8,16 @@ no whale lost, none told twice, one dead destination never delaying another.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from support import make_signal, wait_for
+from support import config_file, make_signal, running, short_backoff, wait_for
 
 from exporter.config import Settings
 from exporter.core.models import Event, EventKind, Urgency
@@ -37,11 +36,6 @@ def txid(n: int) -> str:
 def detected(n: int) -> Event:
     signal = make_signal(txid(n), 1234.5, urgency_level=Urgency.HIGH, urgency_score=0.9)
     return Event(EventKind.DETECTED, signal)
-
-
-async def short_backoff(seconds: float) -> None:
-    """The retry and probe schedule, made short: the notifier waits, the test never does."""
-    await asyncio.sleep(min(seconds, 0.05))
 
 
 class Switch:
@@ -74,26 +68,6 @@ def settings(*urls: str, **changes: Any) -> Settings:
         "notify_rate_per_minute": 1000,
     }
     return Settings(**{**values, **changes})
-
-
-def config_file(tmp_path: Path, entries: dict[str, str]) -> Path:
-    path = tmp_path / "apprise.yml"
-    lines = ["version: 1", "urls:"]
-    for url, tag in entries.items():
-        lines += [f'  - "{url}":', f"      - tag: {tag}"]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-@contextlib.asynccontextmanager
-async def running(notifier: Notifier) -> AsyncIterator[Notifier]:
-    await notifier.start()
-    task = asyncio.create_task(notifier.run())
-    try:
-        yield notifier
-    finally:
-        await notifier.close(5.0)
-        await task
 
 
 def up(metrics: Metrics, destination: str) -> float | None:

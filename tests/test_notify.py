@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from email import message_from_bytes
 from email.header import decode_header, make_header
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import SecretStr
-from support import make_signal
+from support import config_file, make_signal, running
 
 from exporter.config import Settings
 from exporter.core.models import Event, EventKind, Flow, Signal, Status, Urgency
@@ -58,17 +57,6 @@ def settings(*urls: str, **changes: Any) -> Settings:
     return Settings(**values)
 
 
-@contextlib.asynccontextmanager
-async def running(notifier: Notifier, timeout: float = 5.0) -> AsyncIterator[Notifier]:
-    await notifier.start()
-    task = asyncio.create_task(notifier.run())
-    try:
-        yield notifier
-    finally:
-        await notifier.close(timeout)
-        await task
-
-
 async def rows(store: Store, sql: str) -> list[tuple[Any, ...]]:
     def query(cursor: Any) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in cursor.execute(sql).fetchall()]
@@ -89,15 +77,6 @@ def replies(*statuses: int) -> Callable[[Request], Awaitable[int]]:
         return pending.pop(0) if pending else 200
 
     return respond
-
-
-def config_file(tmp_path: Path, entries: dict[str, str]) -> Path:
-    path = tmp_path / "apprise.yml"
-    lines = ["version: 1", "urls:"]
-    for url, tag in entries.items():
-        lines += [f'  - "{url}":', f"      - tag: {tag}"]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 async def test_receiver_error_then_success_is_retried(store: Store, metrics: Metrics) -> None:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +14,7 @@ import pytest
 from conftest import StartExporter
 from prometheus_client import generate_latest
 from pydantic import SecretStr
-from support import BTC, make_signal, sim_whale, wait_for
+from support import BTC, make_signal, running, short_backoff, sim_whale, wait_for
 
 from exporter.config import Settings
 from exporter.core.models import Event, EventKind, Status, Urgency
@@ -74,21 +71,6 @@ def settings(*urls: str, **changes: Any) -> Settings:
     return Settings(**{**values, **changes})
 
 
-async def fast(seconds: float) -> None:
-    await asyncio.sleep(min(seconds, 0.05))
-
-
-@contextlib.asynccontextmanager
-async def running(notifier: Notifier) -> AsyncIterator[Notifier]:
-    await notifier.start()
-    task = asyncio.create_task(notifier.run())
-    try:
-        yield notifier
-    finally:
-        await notifier.close(5.0)
-        await task
-
-
 async def rows(store: Store, sql: str) -> list[tuple[Any, ...]]:
     def query(cursor: Any) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in cursor.execute(sql).fetchall()]
@@ -125,7 +107,9 @@ async def test_a_wrong_secret_is_rejected_and_not_retried(store: Store, metrics:
     and the destination stays up for the next alert."""
     bot = Bot("another-secret-of-the-bot")
     async with Receiver(respond=bot) as receiver:
-        notifier = Notifier(settings(receiver.url("/hook", "http")), metrics, store, delay=fast)
+        notifier = Notifier(
+            settings(receiver.url("/hook", "http")), metrics, store, delay=short_backoff
+        )
         async with running(notifier):
             notifier.submit(detected(1))
             await wait_for(lambda: bot.rejected == 1, what="the rejection")
@@ -176,7 +160,9 @@ async def test_a_webhook_that_was_down_gets_one_signed_digest(
     listing every event; retries re-sign with a fresh timestamp."""
     bot = Bot(KEY, status=500)
     async with Receiver(respond=bot) as receiver:
-        notifier = Notifier(settings(receiver.url("/hook", "http")), metrics, store, delay=fast)
+        notifier = Notifier(
+            settings(receiver.url("/hook", "http")), metrics, store, delay=short_backoff
+        )
         async with running(notifier):
             for n in range(1, 5):
                 notifier.submit(detected(n))
@@ -197,7 +183,7 @@ async def test_webhook_url_and_secret_never_leak(
     bot = Bot(KEY, status=500)
     async with Receiver(respond=bot) as receiver:
         url = f"http://127.0.0.1:{receiver.port}/hooks/{PATH_TOKEN}?token={PATH_TOKEN}x"
-        notifier = Notifier(settings(url, notify_retries=1), metrics, store, delay=fast)
+        notifier = Notifier(settings(url, notify_retries=1), metrics, store, delay=short_backoff)
         async with running(notifier):
             logging.getLogger("httpx").setLevel(logging.DEBUG)
             notifier.submit(detected(1))
