@@ -28,7 +28,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1
 RUN groupadd --system --gid 10001 whale \
     && useradd --system --uid 10001 --gid whale --create-home \
-       --home-dir /var/lib/mempool-whale-exporter --shell /usr/sbin/nologin whale
+       --home-dir /var/lib/mempool-whale-exporter --shell /usr/sbin/nologin whale \
+    && install -d -o whale -g whale /run/whale-relay
+# /run/whale-relay: docker-compose.yml's relay-token volume, which takes this owner when created.
 COPY --from=build /opt/venv /opt/venv
 
 USER 10001:10001

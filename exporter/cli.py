@@ -75,12 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         book = load_address_book(settings.exchange_addresses)
     except ConfigError as exc:
         return _config_error(exc)
-    secrets = [
-        part for url in settings.apprise_urls for part in url_secrets(url.get_secret_value())
-    ]
-    if settings.alertmanager_token is not None:
-        secrets.append(settings.alertmanager_token.get_secret_value())
-    secrets += [token.get_secret_value() for token in settings.api_tokens]
+    secrets = [part for value in settings.secret_values() for part in url_secrets(value)]
     logs.configure(settings.log_level, settings.log_format, secrets)
     try:
         asyncio.run(demo(settings, book) if command == "demo" else _run(settings, book))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import ipaddress
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,6 +33,9 @@ REPEATABLE = {
     "webhook_urls": "--webhook-url",
 }
 ALIASES = {"web_config_file": ("--web.config.file",)}  # exporter-toolkit's spelling
+# Settings that may also come from a file named by WHALE_<NAME>_FILE (Docker and Kubernetes
+# secrets), so the value never sits in the environment or on a command line.
+SECRETS = ("apprise_urls", "webhook_urls", "webhook_secret", "alertmanager_token", "api_tokens")
 
 
 class Settings(BaseSettings):
@@ -124,7 +128,9 @@ class Settings(BaseSettings):
         f"(at least {MIN_WEBHOOK_SECRET} characters)",
     )
     alertmanager_token: SecretStr | None = Field(
-        None, description="Bearer token required on POST /alertmanager"
+        None,
+        description="Bearer token required on POST /alertmanager "
+        f"({MIN_TOKEN_LENGTH}+ printable characters without spaces)",
     )
     web_config_file: Path | None = Field(
         None, description="Web config (exporter-toolkit format): TLS, basic auth, headers"
@@ -184,12 +190,17 @@ class Settings(BaseSettings):
     @field_validator("api_tokens")
     @classmethod
     def _check_tokens(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
-        for token in value:
-            secret = token.get_secret_value()
-            if len(secret) < MIN_TOKEN_LENGTH or not secret.isprintable() or " " in secret:
-                raise ValueError(
-                    f"each token must be {MIN_TOKEN_LENGTH}+ printable characters without spaces"
-                )
+        if not all(_token_ok(token) for token in value):
+            raise ValueError(
+                f"each token must be {MIN_TOKEN_LENGTH}+ printable characters without spaces"
+            )
+        return value
+
+    @field_validator("alertmanager_token")
+    @classmethod
+    def _check_relay_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _token_ok(value):
+            raise ValueError(f"must be {MIN_TOKEN_LENGTH}+ printable characters without spaces")
         return value
 
     @field_validator("webhook_urls")
@@ -244,6 +255,21 @@ class Settings(BaseSettings):
     def explorer_tx_url(self, txid: str) -> str:
         return f"{self.mempool_url}/tx/{txid}"
 
+    def secret_values(self) -> list[str]:
+        """Every secret string the settings hold, for the log filter to mask."""
+        values: list[str] = []
+        for name in SECRETS:
+            value = getattr(self, name)
+            for secret in value if isinstance(value, tuple) else (value,):
+                if secret is not None:
+                    values.append(secret.get_secret_value())
+        return values
+
+
+def _token_ok(token: SecretStr) -> bool:
+    secret = token.get_secret_value()
+    return len(secret) >= MIN_TOKEN_LENGTH and secret.isprintable() and " " not in secret
+
 
 def flag(field: str) -> str:
     if field in REPEATABLE:
@@ -269,11 +295,13 @@ def load(cli: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Se
     Raises ConfigError whose message holds one line per invalid setting.
     """
     given = {key: value for key, value in cli.items() if value is not None}
+    problems = _secret_files(os.environ if environ is None else environ, given)
+    if problems:
+        raise ConfigError("\n".join(problems))
     try:
         settings = Settings(**given) if environ is None else _with_environ(environ, given)
     except ValidationError as exc:
         raise ConfigError("\n".join(_describe(e) for e in exc.errors())) from None
-    problems = []
     if settings.reconnect_max_delay < settings.reconnect_min_delay:
         problems.append(
             f"{flag('reconnect_max_delay')} / {env_name('reconnect_max_delay')}: "
@@ -299,10 +327,27 @@ def load(cli: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Se
     return settings
 
 
+def _secret_files(environ: Mapping[str, str], given: dict[str, Any]) -> list[str]:
+    """Read each secret named by WHALE_<NAME>_FILE into `given`; a flag still wins."""
+    problems = []
+    for name in SECRETS:
+        variable = env_name(name) + "_FILE"
+        if variable not in environ or name in given:
+            continue
+        if env_name(name) in environ:
+            problems.append(f"{variable}: set either {env_name(name)} or {variable}, not both")
+            continue
+        path = Path(environ[variable])
+        try:
+            given[name] = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            problems.append(f"{variable}: cannot read {path}: {reason}")
+    return problems
+
+
 def _with_environ(environ: Mapping[str, str], given: dict[str, Any]) -> Settings:
     # Tests pass an explicit environment; pydantic-settings reads os.environ, so swap it in.
-    import os
-
     saved = dict(os.environ)
     try:
         os.environ.clear()

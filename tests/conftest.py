@@ -95,7 +95,9 @@ StartExporter = Callable[..., Awaitable[Exporter]]
 async def start_exporter(tmp_path: Path) -> AsyncIterator[StartExporter]:
     running: list[Exporter] = []
 
-    async def start(mempool_url: str, **overrides: Any) -> Exporter:
+    async def start(
+        mempool_url: str, *, environ: dict[str, str] | None = None, **overrides: Any
+    ) -> Exporter:
         values: dict[str, Any] = {
             "mempool_url": mempool_url,
             "db": tmp_path / "whales.duckdb",
@@ -105,7 +107,7 @@ async def start_exporter(tmp_path: Path) -> AsyncIterator[StartExporter]:
             "rest_timeout": 5,
         }
         values.update(overrides)
-        settings = load(values, environ={})
+        settings = load(values, environ=environ or {})
         registry = CollectorRegistry()
         stop = asyncio.Event()
         ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()

@@ -166,7 +166,7 @@ async def test_secrets_never_reach_logs_metrics_or_api(tmp_path: Path) -> None:
             "--listen", f"127.0.0.1:{port}", "--log-level", "DEBUG",
             "--apprise-url", url, "--notify-retries", "1",
             "--webhook-url", f"http://127.0.0.1:{hook.port}/in/{hook_token}",
-            env={"WHALE_ALERTMANAGER_TOKEN": "am-token-123456",
+            env={"WHALE_ALERTMANAGER_TOKEN": "am-token-1234567890",
                  "WHALE_WEBHOOK_SECRET": hook_secret},
         ) as process:  # fmt: skip
             await sim.wait_until(lambda s: s.connections >= 1)
@@ -190,7 +190,7 @@ async def test_secrets_never_reach_logs_metrics_or_api(tmp_path: Path) -> None:
     assert hook.received[0].path == f"/in/{hook_token}"  # the token really was used
     assert tx["txid"] in logs and "DEBUG" in logs  # the log did say things
     for text in (logs, *answers, relay.text):
-        for secret in (token, password, "am-token-123456", hook_token, hook_secret):
+        for secret in (token, password, "am-token-1234567890", hook_token, hook_secret):
             assert secret not in text
 
 

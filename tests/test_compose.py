@@ -167,28 +167,72 @@ def test_every_published_port_is_bound_to_loopback(service: str) -> None:
         assert spec.count(":") == 2, f"{service}: {spec}"
 
 
+ONE_SHOTS = sorted(name for name, config in SERVICES.items() if config.get("restart") == "no")
+
+
 @pytest.mark.parametrize("service", sorted(SERVICES))
 def test_every_service_has_a_healthcheck_and_log_rotation(service: str) -> None:
-    """Each service checks its own health and rotates its json-file logs."""
+    """Each long-running service checks its own health, and every service rotates its logs."""
     config = SERVICES[service]
-    test = config["healthcheck"]["test"]
-    assert test[0] == "CMD" and len(test) > 1, service
+    if service in ONE_SHOTS:
+        assert "healthcheck" not in config and "ports" not in config, service
+    else:
+        test = config["healthcheck"]["test"]
+        assert test[0] == "CMD" and len(test) > 1, service
     logging = config["logging"]
     assert logging["driver"] == "json-file", service
     assert logging["options"]["max-size"] and int(logging["options"]["max-file"]) >= 1
 
 
 def test_dependencies_wait_for_healthy_services() -> None:
-    """Every depends_on waits for `service_healthy` of a service that has a healthcheck."""
+    """Every depends_on waits for a healthcheck to pass, or for a one-shot to have succeeded."""
     edges = 0
     for name, config in SERVICES.items():
         depends = config.get("depends_on", {})
         assert isinstance(depends, dict), f"{name}: depends_on must name conditions"
         for dependency, condition in depends.items():
-            assert condition == {"condition": "service_healthy"}, f"{name} -> {dependency}"
-            assert "healthcheck" in SERVICES[dependency], dependency
+            if dependency in ONE_SHOTS:
+                expected = {"condition": "service_completed_successfully"}
+            else:
+                expected = {"condition": "service_healthy"}
+                assert "healthcheck" in SERVICES[dependency], dependency
+            assert condition == expected, f"{name} -> {dependency}"
             edges += 1
     assert edges >= 3
+
+
+def volume_path(service: str, volume: str) -> tuple[PurePosixPath, bool]:
+    """Where a named volume is mounted in a service, and whether read-only."""
+    for spec in SERVICES[service].get("volumes", []):
+        source, target, *mode = spec.split(":")
+        if source == volume:
+            return PurePosixPath(target), mode == ["ro"]
+    raise AssertionError(f"{service} does not mount {volume}")
+
+
+def test_the_relay_token_reaches_the_exporter_and_alertmanager() -> None:
+    """One generated token file is written by relay-token, read by both exporters and sent by
+    Alertmanager, so the on-call relay works although the exporter listens on 0.0.0.0."""
+    written, read_only = volume_path("relay-token", "relay-token")
+    assert not read_only
+    (command,) = SERVICES["relay-token"]["command"]
+    token = PurePosixPath(command.rsplit("> ", 1)[1])
+    assert token.parent == written and command.startswith(f"test -s {token} ||")
+    for exporter in ("exporter", "exporter-demo"):
+        mount, read_only = volume_path(exporter, "relay-token")
+        assert read_only, exporter
+        assert SERVICES[exporter]["command"][-1].startswith("0.0.0.0:"), exporter
+        path = PurePosixPath(SERVICES[exporter]["environment"]["WHALE_ALERTMANAGER_TOKEN_FILE"])
+        assert path == mount / token.name, exporter
+        assert "relay-token" in SERVICES[exporter]["depends_on"], exporter
+    mount, read_only = volume_path("alertmanager", "relay-token")
+    receivers = {r["name"]: r for r in load(ALERTMANAGER_YML)["receivers"]}
+    (relay,) = receivers["oncall"]["webhook_configs"]
+    sent = PurePosixPath(relay["http_config"]["authorization"]["credentials_file"])
+    assert read_only and sent == mount / token.name
+    # The image owns the mount point, so a fresh volume is writable by the image's user.
+    owned = [args for op, args in dockerfile_instructions() if op == "RUN" and str(written) in args]
+    assert owned and "-o whale" in owned[0], owned
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))

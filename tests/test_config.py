@@ -65,3 +65,47 @@ def test_address_book_csv(tmp_path: Path) -> None:
     bad.write_text("addr,name\nx,y\n")
     with pytest.raises(ConfigError, match="--exchange-addresses"):
         load_address_book(bad)
+
+
+def test_secrets_can_come_from_files(tmp_path: Path) -> None:
+    """WHALE_<NAME>_FILE supplies a secret from a file, trailing newline stripped, flag first."""
+    relay = tmp_path / "relay-token"
+    relay.write_text("relay-token-0123456789\n", encoding="utf-8")
+    tokens = tmp_path / "api-tokens"
+    tokens.write_text("bot-token-0123456789\ngrafana-token-0123456789\n", encoding="utf-8")
+    environ = {"WHALE_ALERTMANAGER_TOKEN_FILE": str(relay), "WHALE_API_TOKENS_FILE": str(tokens)}
+    settings = load({}, environ=environ)
+    assert settings.alertmanager_token is not None
+    assert settings.alertmanager_token.get_secret_value() == "relay-token-0123456789"
+    assert [t.get_secret_value() for t in settings.api_tokens] == [
+        "bot-token-0123456789",
+        "grafana-token-0123456789",
+    ]
+    assert "relay-token-0123456789" in settings.secret_values()
+    flagged = load({"alertmanager_token": "flag-token-0123456789"}, environ=environ)
+    assert flagged.alertmanager_token is not None
+    assert flagged.alertmanager_token.get_secret_value() == "flag-token-0123456789"
+
+
+def test_secret_file_problems_are_one_line_each(tmp_path: Path) -> None:
+    """A missing secret file, or a file next to the plain variable, is named on one line."""
+    environ = {
+        "WHALE_ALERTMANAGER_TOKEN_FILE": str(tmp_path / "missing"),
+        "WHALE_WEBHOOK_SECRET_FILE": str(tmp_path / "also-missing"),
+        "WHALE_WEBHOOK_SECRET": "webhook-secret-0123456789",
+    }
+    with pytest.raises(ConfigError) as info:
+        load({}, environ=environ)
+    lines = str(info.value).splitlines()
+    assert lines == [
+        "WHALE_WEBHOOK_SECRET_FILE: set either WHALE_WEBHOOK_SECRET or "
+        "WHALE_WEBHOOK_SECRET_FILE, not both",
+        f"WHALE_ALERTMANAGER_TOKEN_FILE: cannot read {tmp_path / 'missing'}: "
+        "No such file or directory",
+    ]
+
+
+def test_a_short_relay_token_is_refused() -> None:
+    """The relay token needs the same length as the API tokens, so a guessable one fails."""
+    with pytest.raises(ConfigError, match="--alertmanager-token / WHALE_ALERTMANAGER_TOKEN"):
+        load({"alertmanager_token": "short"}, environ={})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import secrets
 import socket
 import subprocess
 import time
@@ -91,8 +92,9 @@ def prometheus_config(
     return path
 
 
-def alertmanager_config(directory: Path, *, relay: str, sink: str) -> Path:
-    """A copy of alerting/alertmanager.yml: 1 s grouping, on-call to the relay, rest to a sink."""
+def alertmanager_config(directory: Path, *, relay: str, sink: str, token_file: Path) -> Path:
+    """A copy of alerting/alertmanager.yml: 1 s grouping, on-call to the relay with the relay
+    token from `token_file`, the rest to a sink."""
     config: dict[str, Any] = yaml.safe_load(ALERTMANAGER_YML.read_text(encoding="utf-8"))
 
     def shorten(route: dict[str, Any]) -> None:
@@ -111,6 +113,7 @@ def alertmanager_config(directory: Path, *, relay: str, sink: str) -> Path:
             if urlsplit(hook["url"]).path == "/alertmanager":
                 assert receiver["name"] == "oncall", "only on-call pages go to the relay"
                 hook["url"] = relay
+                hook["http_config"]["authorization"]["credentials_file"] = str(token_file)
                 relayed += 1
             else:
                 hook["url"] = f"{sink}/{receiver['name']}"
@@ -244,14 +247,19 @@ async def stack(tmp_path: Path, start_exporter: StartExporter) -> AsyncIterator[
         exchange_addresses=EXCHANGES,
     )
     await sim.start()
+    # As in docker-compose.yml: one token file, read by the exporter and sent by Alertmanager.
+    token_file = tmp_path / "relay-token"
+    token_file.write_text(secrets.token_urlsafe(32) + "\n", encoding="utf-8")
     try:
         async with Receiver() as receiver, contextlib.AsyncExitStack() as cleanup:
             exporter = await start_exporter(
                 sim.url,
+                environ={"WHALE_ALERTMANAGER_TOKEN_FILE": str(token_file)},
                 apprise_config=apprise_config(tmp_path, receiver),
                 check_interval=1,
                 notify_timeout=5,
             )
+            assert exporter.settings.alertmanager_token is not None  # the relay needs it
             cleanup.push_async_callback(exporter.close)
             target = exporter.base.removeprefix("http://")
             am_port, prom_port = free_port(), free_port()
@@ -262,6 +270,7 @@ async def stack(tmp_path: Path, start_exporter: StartExporter) -> AsyncIterator[
                 am_dir,
                 relay=f"{exporter.base}/alertmanager",
                 sink=f"http://127.0.0.1:{receiver.port}/alertmanager-sink",
+                token_file=token_file,
             )
             am_argv = [
                 alertmanager_bin,
