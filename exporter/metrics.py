@@ -363,7 +363,8 @@ class Metrics(Bookkeeping, Notifications):
         )
         self.audit_blocks = Counter(
             f"{p}_audit_blocks",
-            "Blocks audited for whales never seen, by result.",
+            "Blocks audited for whales never seen, by result (skipped: mined while away, "
+            "beyond the catch-up).",
             ["result"],
             registry=r,
         )
@@ -578,6 +579,7 @@ class Metrics(Bookkeeping, Notifications):
             self.decode_errors.labels(kind)
         for result in ("ok", "error"):
             self.backfill_runs.labels(result)
+        for result in ("ok", "error", "skipped"):
             self.audit_blocks.labels(result)
         for source in EXAMINE_SOURCES:
             self.resync_examined.labels(source)

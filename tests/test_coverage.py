@@ -283,3 +283,31 @@ async def test_a_reorg_audits_the_replacing_blocks(start_exporter: StartExporter
         await sim.reorg(2)
         await wait_for(lambda: exporter.value("whale_audit_blocks_total", result="ok") == 2)
         assert sim.rest_calls("/api/v1/block/:hash/summary") == 2
+
+
+async def test_blocks_mined_while_the_exporter_was_down_are_audited_after_restart(
+    start_exporter: StartExporter,
+) -> None:
+    """After a restart, every block mined while the exporter was down is audited once: those
+    in the first `blocks` list and, found by height over REST, those below it."""
+    async with simulated() as sim:
+        first = await start_exporter(sim.url)
+        await wait_for(lambda: first.value("whale_backfill_runs_total", result="ok") == 1)
+        await sim.mine()  # seen live, audited, and persisted as the last block seen
+        await wait_for(lambda: first.value("whale_audit_blocks_total", result="ok") == 1)
+        await first.close()
+        below = sim.make_tx(outputs=[(sim.random_address(), 300 * BTC)])  # under the list
+        listed = sim.make_tx(outputs=[(sim.random_address(), 500 * BTC)])  # in the last 8
+        mined = {1: below, 10: listed}
+        blocks = [await sim.mine(unseen=[mined[n]] if n in mined else []) for n in range(12)]
+        exporter = await start_exporter(sim.url)
+        await wait_for(lambda: exporter.value("whale_confirmed_total", seen="block") == 2)
+        await wait_for(lambda: exporter.value("whale_audit_blocks_total", result="ok") == 12)
+        rows = {w["txid"]: w for w in await exporter.whales()}
+        for n, tx in mined.items():
+            row = rows[tx["txid"]]
+            assert (row["status"], row["block_height"]) == ("confirmed", blocks[n]["height"])
+            assert row["seen_in_mempool"] is False
+        assert sim.rest_calls("/api/v1/blocks/:height") >= 1
+        assert sim.rest_calls("/api/v1/block/:hash/summary") == 1 + 12  # none audited twice
+        assert exporter.value("whale_audit_blocks_total", result="skipped") == 0

@@ -7,9 +7,12 @@ detected; a whale found so is recorded confirmed at that height, `seen_in_mempoo
 with no prediction, and notified once. `whale_confirmed_total{seen}` counts both kinds, so
 recall is one PromQL ratio.
 
-Blocks in the first `blocks` list after start-up were mined before the exporter watched and
-are not audited; blocks mined during a later outage are. A failed audit is retried with the
-periodic outcome checks, a few times.
+Blocks mined while the exporter was away are audited too. The last block seen is persisted
+(with the known chain), so after a restart or an outage every block above it is audited: those
+in the first `blocks` list (the last 8), and the ones below that list, found by height with
+`/api/v1/blocks/:height` (15 per request), at most `CATCH_UP` of them; older ones are counted as
+skipped. On the very first start there is no last block: that list is the baseline. A failed
+audit is retried with the periodic outcome checks, a few times.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 throttled = Throttled(log)
 REMEMBER = 500  # block hashes audited or seen
-MAX_QUEUED = 64
+CATCH_UP = 144  # blocks (a day) audited below the first `blocks` list after a long absence
+MAX_QUEUED = CATCH_UP + 64
 ATTEMPTS = 5
 
 
@@ -52,10 +56,17 @@ class BlockAudit:
         self._seen: OrderedDict[str, int] = OrderedDict()  # hash -> height
         self._top: int | None = None
         self._queue: OrderedDict[str, _Block] = OrderedDict()
+        self._missing: tuple[int, int] | None = None  # heights to find by REST, both included
+        self._missing_attempts = 0
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
 
     # --- which blocks ----------------------------------------------------------------------
+
+    def resume(self, blocks: Iterable[tuple[int, str]]) -> None:
+        """Start from the blocks an earlier run saw (persisted), so the ones since are audited."""
+        for height, block_hash in blocks:
+            self._remember(block_hash, height)
 
     def saw_blocks(self, blocks: Iterable[Mapping[str, Any]], *, new: bool) -> None:
         """`block` messages (`new`) are audited; a `blocks` list only where it shows blocks
@@ -63,6 +74,7 @@ class BlockAudit:
         if not self.p.settings.audit:
             return
         top, heights = self._top, set(self._seen.values())  # as before this message
+        lowest: int | None = None
         for block in blocks:
             height, block_hash, at = block.get("height"), block.get("id"), block.get("timestamp")
             if not isinstance(height, int) or not isinstance(block_hash, str):
@@ -70,14 +82,39 @@ class BlockAudit:
             if block.get("stale") or block_hash in self._seen:
                 continue
             audit = new or (top is not None and (height > top or height in heights))
-            self._seen[block_hash] = height
-            while len(self._seen) > REMEMBER:
-                self._seen.popitem(last=False)
-            self._top = max(height, self._top or height)
-            if audit and len(self._queue) < MAX_QUEUED:
-                when = float(at) if isinstance(at, int | float) else None
-                self._queue[block_hash] = _Block(block_hash, height, when)
-                self._wake.set()
+            self._remember(block_hash, height)
+            if audit:
+                self._enqueue(block_hash, height, at)
+                lowest = height if lowest is None else min(lowest, height)
+        if top is not None and lowest is not None and lowest > top + 1:
+            self._gap(top + 1, lowest - 1)
+
+    def _remember(self, block_hash: str, height: int) -> None:
+        self._seen[block_hash] = height
+        while len(self._seen) > REMEMBER:
+            self._seen.popitem(last=False)
+        self._top = max(height, self._top or height)
+
+    def _enqueue(self, block_hash: str, height: int, at: Any) -> None:
+        if len(self._queue) < MAX_QUEUED:
+            when = float(at) if isinstance(at, int | float) else None
+            self._queue[block_hash] = _Block(block_hash, height, when)
+            self._wake.set()
+
+    def _gap(self, low: int, high: int) -> None:
+        """Heights mined while away and below the list just seen: found by REST in `drain`."""
+        if self._missing is not None:
+            low = min(low, self._missing[0])
+        if high - low + 1 > CATCH_UP:
+            skipped = high - CATCH_UP + 1 - low
+            self.p.metrics.audit_blocks.labels("skipped").inc(skipped)
+            log.warning(
+                "audit: %d blocks were mined while away; the last %d are audited, %d skipped",
+                high - low + 1, CATCH_UP, skipped,
+            )  # fmt: skip
+            low = high - CATCH_UP + 1
+        self._missing = (low, high)
+        self._wake.set()
 
     # --- the audit -----------------------------------------------------------------------------
 
@@ -93,13 +130,41 @@ class BlockAudit:
     async def drain(self) -> None:
         """Audit every queued block once; failed ones stay queued for `retry`."""
         async with self._lock:  # the loop and the periodic retry never audit side by side
+            await self._find_missing()
             for block in list(self._queue.values()):
                 await self._audit(block)
 
     async def retry(self) -> None:
         """Called with the periodic outcome checks: audit again what failed."""
-        if self._queue:
+        if self._queue or self._missing:
             await self.drain()
+
+    async def _find_missing(self) -> None:
+        """Queue the blocks of the missing heights, highest first; kept to retry on failure."""
+        while self._missing is not None:
+            low, high = self._missing
+            try:
+                blocks = await self.p.rest.blocks_at(high)
+            except (ExporterError, ValueError) as exc:
+                self._missing_attempts += 1
+                if self._missing_attempts >= ATTEMPTS:
+                    self.p.metrics.audit_blocks.labels("skipped").inc(high - low + 1)
+                    log.warning("audit: blocks %d-%d abandoned: %s", low, high, exc)
+                    self._missing, self._missing_attempts = None, 0
+                else:
+                    throttled.warning("audit-gap", "audit: finding block %d failed: %s", high, exc)
+                return
+            self._missing_attempts = 0
+            heights = []
+            for block in blocks:
+                height, block_hash = block.get("height"), block.get("id")
+                if isinstance(height, int) and isinstance(block_hash, str):
+                    heights.append(height)
+                    if low <= height <= high and block_hash not in self._seen:
+                        self._remember(block_hash, height)
+                        self._enqueue(block_hash, height, block.get("timestamp"))
+            below = min(heights, default=low)
+            self._missing = (low, below - 1) if low < below <= high else None
 
     async def _audit(self, block: _Block) -> None:
         m = self.p.metrics

@@ -180,6 +180,13 @@ class MempoolRest:
             raise UpstreamError(f"GET v1/block/{block_hash}/summary: not a list")
         return [entry for entry in data if isinstance(entry, dict)]
 
+    async def blocks_at(self, height: int) -> list[dict[str, Any]]:
+        """`/api/v1/blocks/:height`: the blocks at and below `height` (15), highest first."""
+        data = await self.json(f"v1/blocks/{height}")
+        if not isinstance(data, list):
+            raise UpstreamError(f"GET v1/blocks/{height}: not a list")
+        return [block for block in data if isinstance(block, dict)]
+
     async def json(self, path: str) -> Any:
         response = await self.get(path)
         try:

@@ -115,6 +115,10 @@ class Chain:
         """The last ``n`` blocks, oldest first."""
         return [b.block for b in self.blocks[-n:]]
 
+    def below(self, height: int, n: int) -> list[dict[str, Any]]:
+        """Up to ``n`` kept blocks at and below ``height``, highest first."""
+        return [b.block for b in reversed(self.blocks) if b.block["height"] <= height][:n]
+
     def status(self, txid: str) -> dict[str, Any] | None:
         """Esplora's confirmed ``status`` of a mined tx, None if no kept block holds it."""
         block_hash = self.tx_block.get(txid)

@@ -140,6 +140,8 @@ def _backend(model: MempoolModel, rest: Sequence[str], now: float, *, bare: bool
         return json(prices(model.usd, now))
     if rest == ["blocks"]:
         return json(list(reversed(model.chain.last(15))))
+    if rest[:1] == ["blocks"] and len(rest) == 2 and rest[1].isdigit():
+        return json(model.chain.below(int(rest[1]), 15))
     if rest == ["mempool", "txids"]:
         return json(model.all_txids())
     if rest[:1] == ["tx"] and rest[2:] == ["rbf"]:

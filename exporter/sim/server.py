@@ -51,10 +51,15 @@ class Fault:
 
 
 def route_key(method: str, path: str) -> str:
-    """A request's route, e.g. ``/api/tx/:txid`` or ``POST /internal/mempool/txs``."""
+    """A request's route, e.g. ``/api/tx/:txid``, ``/api/v1/blocks/:height`` or
+    ``POST /internal/mempool/txs``."""
     segments = [s for s in path.split("/") if s]
     named = [
-        (":hash" if previous == "block" else ":txid") if _is_id(segment) else segment
+        (":hash" if previous == "block" else ":txid")
+        if _is_id(segment)
+        else ":height"
+        if previous == "blocks" and segment.isdigit()
+        else segment
         for previous, segment in zip(["", *segments], segments, strict=False)
     ]
     route = "/" + "/".join(named)
