@@ -39,8 +39,10 @@ WORKDIR /var/lib/mempool-whale-exporter
 VOLUME ["/var/lib/mempool-whale-exporter"]
 EXPOSE 9743
 
+# GET /healthz on port 9743 (WHALE_LISTEN's port if set), over HTTPS when WHALE_WEB_CONFIG_FILE
+# turns TLS on; a 401 from basic auth counts as answering.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9743/healthz', timeout=4)"]
+    CMD ["mempool-whale-exporter", "healthcheck"]
 
 ENTRYPOINT ["mempool-whale-exporter"]
 CMD ["run", "--listen", "0.0.0.0:9743"]

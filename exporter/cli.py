@@ -1,4 +1,4 @@
-"""Command line: `mempool-whale-exporter [run|demo] [flags]`.
+"""Command line: `mempool-whale-exporter [run|demo|healthcheck] [flags]`.
 
 A configuration problem prints one line per bad setting and exits with status 2.
 """
@@ -55,9 +55,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "command",
         nargs="?",
-        choices=("run", "demo"),
+        choices=("run", "demo", "healthcheck"),
         default="run",
-        help="run: watch --mempool-url (default); demo: watch a built-in simulated mempool",
+        help="run: watch --mempool-url (default); demo: watch a built-in simulated mempool; "
+        "healthcheck: exit 0 when the exporter on this host answers (for containers)",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     add_arguments(p)
@@ -75,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         book = load_address_book(settings.exchange_addresses)
     except ConfigError as exc:
         return _config_error(exc)
+    if command == "healthcheck":
+        return _healthcheck(settings)
     secrets = [part for value in settings.secret_values() for part in url_secrets(value)]
     logs.configure(settings.log_level, settings.log_format, secrets)
     try:
@@ -83,6 +86,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _config_error(exc)
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+def _healthcheck(settings: Settings) -> int:
+    from exporter.healthcheck import problem
+
+    try:
+        why = problem(settings)
+    except ConfigError as exc:  # an unreadable web config
+        return _config_error(exc)
+    if why is not None:
+        print(f"mempool-whale-exporter: unhealthy: {why}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -332,6 +332,18 @@ def test_dockerfile_builds_from_python_slim_as_non_root() -> None:
     assert users[-1].split(":")[0] not in {"root", "0"}
 
 
+def test_the_exporter_healthchecks_use_the_healthcheck_command() -> None:
+    """The image and both compose exporters check health with `healthcheck`, which follows the
+    web config (TLS, basic auth), on the port they listen on."""
+    (check,) = [args for op, args in dockerfile_instructions() if op == "HEALTHCHECK"]
+    assert check.endswith('CMD ["mempool-whale-exporter", "healthcheck"]'), check
+    for exporter in ("exporter", "exporter-demo"):
+        assert SERVICES[exporter]["healthcheck"]["test"] == [
+            "CMD", "mempool-whale-exporter", "healthcheck",
+        ]  # fmt: skip
+        assert SERVICES[exporter]["command"][-1].endswith(":9743")  # healthcheck's default port
+
+
 def test_dockerfile_port_and_command_agree_with_compose() -> None:
     """The Dockerfile exposes and listens on the exporter port compose publishes."""
     instructions = dockerfile_instructions()
