@@ -103,6 +103,7 @@ class Bookkeeping:
     outcomes: Counter
     corrections: Counter
     predictions: Counter
+    withdrawn_predictions: Counter
     confirmation_blocks: Histogram
     prediction_error: Histogram
     confirmation_duration: Histogram
@@ -153,6 +154,8 @@ class Bookkeeping:
         self.outcomes.labels(signal.outcome.value).inc()
         if event.previous is not None:
             self.corrections.labels(event.previous.value).inc()
+            if signal.corrected_hit is not None:  # counted with the outcome now withdrawn
+                self.withdrawn_predictions.labels("hit" if signal.corrected_hit else "miss").inc()
         self.count_prediction(signal)
         blocks = signal.confirmation_blocks
         if blocks is not None:
@@ -476,6 +479,13 @@ class Metrics(Bookkeeping, Notifications):
             ["result"],
             registry=r,
         )
+        self.withdrawn_predictions = Counter(
+            f"{p}_prediction_withdrawals",
+            "Predictions counted in whale_predictions_total and withdrawn by a correction of "
+            "their outcome (a dropped whale later mined, a reorg), by the result counted then.",
+            ["result"],
+            registry=r,
+        )
         self.accuracy = Gauge(
             f"{p}_prediction_accuracy_ratio",
             "Share of predictions that held, by window of resolution time (this process only; "
@@ -595,6 +605,7 @@ class Metrics(Bookkeeping, Notifications):
             self.corrections.labels(outcome.value)
         for result in PREDICTION_RESULTS:
             self.predictions.labels(result)
+            self.withdrawn_predictions.labels(result)
         for seen in CONFIRMED_SEEN:
             self.confirmed.labels(seen)
         for reason in REJECT_REASONS:

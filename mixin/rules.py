@@ -110,9 +110,15 @@ def recording_groups(c: Config) -> list[Group]:
     for window in ACCURACY_WINDOWS:
         rules += [
             {
+                # Net of the predictions a correction withdrew (an exporter without that
+                # counter has nothing subtracted).
                 "record": f"instance:whale_predictions:increase{window}",
                 "expr": f"sum by ({BY_INSTANCE}, result) "
-                f"(increase(whale_predictions_total{{{s()}}}[{window}]))",
+                f"(increase(whale_predictions_total{{{s()}}}[{window}]))\n- (\n"
+                f"  sum by ({BY_INSTANCE}, result) "
+                f"(increase(whale_prediction_withdrawals_total{{{s()}}}[{window}]))\n"
+                f"  or sum by ({BY_INSTANCE}, result) "
+                f"(increase(whale_predictions_total{{{s()}}}[{window}])) * 0\n)",
             },
             {
                 "record": f"job:whale_prediction_accuracy:ratio{window}",

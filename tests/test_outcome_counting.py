@@ -58,6 +58,26 @@ def test_dropped_corrected_to_confirmed_counts_confirmed_and_the_correction() ->
     assert net == {Status.DROPPED: 0, Status.CONFIRMED: 1}
 
 
+def test_a_correction_withdraws_the_prediction_counted_with_the_old_outcome() -> None:
+    """The miss counted for a dropped whale is withdrawn when it is found mined (a hit)."""
+    m = metrics()
+    dropped = resolved(Status.DROPPED)
+    m.record_event(dropped)
+    mined = make_signal(dropped.signal.chain_id, 200, status=Status.CONFIRMED,
+                        block_height=800_001, tip_height=800_000, predicted_blocks=2,
+                        corrected_from=Status.DROPPED, corrected_hit=False)  # fmt: skip
+    m.record_event(Event(EventKind.CORRECTED, mined, Status.DROPPED))
+
+    def value(name: str, result: str) -> float | None:
+        return m.registry.get_sample_value(name, {"result": result})
+
+    assert (value("whale_predictions_total", "hit"), value("whale_predictions_total", "miss")) == (
+        1, 1,
+    )  # fmt: skip
+    withdrawn = value("whale_prediction_withdrawals_total", "miss")
+    assert withdrawn == 1 and value("whale_prediction_withdrawals_total", "hit") == 0
+
+
 def test_forks_are_counted_from_steps() -> None:
     """Each fork a tracker step reports is counted in whale_chain_reorgs_total."""
     m = metrics()

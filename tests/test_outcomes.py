@@ -131,6 +131,11 @@ async def test_dropped_then_corrected_when_mined(
     assert exporter.value("whale_outcomes_total", outcome="confirmed") == 1
     assert exporter.value("whale_outcome_corrections_total", outcome="dropped") == 1
     assert exporter.value("whale_outcomes_total", outcome="dropped") == 1
+    # The dropped whale's miss is withdrawn: net of it, one prediction, a hit.
+    hits, misses = (exporter.value("whale_predictions_total", result=r) for r in ("hit", "miss"))
+    assert (hits, misses) == (1, 1)
+    assert exporter.value("whale_prediction_withdrawals_total", result="miss") == 1
+    assert exporter.value("whale_prediction_withdrawals_total", result="hit") == 0
     (row,) = await exporter.whales()
     assert (row["status"], row["corrected_from"]) == ("confirmed", "dropped")
 

@@ -462,6 +462,20 @@ def test_dropped_then_mined_is_a_correction_to_confirmed() -> None:
     assert (event.kind, event.previous, event.signal.status) == (
         EventKind.CORRECTED, Status.DROPPED, Status.CONFIRMED)  # fmt: skip
     assert event.changes_outcome is True and event.signal.corrected_from is Status.DROPPED
+    assert event.signal.corrected_hit is False  # the miss counted with `dropped`, withdrawn
+
+
+def test_a_reopened_whale_keeps_the_prediction_result_counted_with_its_outcome() -> None:
+    """A reorg reopening a confirmed whale remembers whether its counted prediction was a hit."""
+    t = tracker()
+    whale = make_tx([("a", 200 * BTC)])
+    poll(t, whale)
+    (done,) = t.on_block(block(800_001, "aa" * 32), [whale["txid"]], NOW, MempoolDelta(2),
+                         PICTURE).events  # fmt: skip
+    assert done.signal.hit is not None
+    out = t.on_blocks([{**block(800_001, "dd" * 32), "previousblockhash": "00" * 32}])
+    (reopened,) = out.events
+    assert reopened.signal.corrected_hit is done.signal.hit
 
 
 def test_pending_rest_replacement_below_threshold_closes_at_once() -> None:

@@ -117,6 +117,7 @@ class Signal:
     backfilled: bool = False
     outpoints: tuple[tuple[str, int], ...] = ()  # spent by `txid`: a conflict is a replacement
     corrected_from: Status | None = None  # the outcome counted before its latest correction
+    corrected_hit: bool | None = None  # the prediction result counted with it (None: none)
     seen_in_mempool: bool = True  # False: first found in a block by the audit
     value_is_gross: bool = False  # True: no prevouts, so change could not be told apart
 

@@ -167,6 +167,10 @@ class Tracker:
     def is_known(self, txid: str) -> bool:
         return txid in self._index or txid in self._resolved_txids
 
+    def replaces_pending(self, tx: dict[str, Any]) -> bool:
+        """Whether `tx` spends an outpoint of a pending whale: its replacement, not a new one."""
+        return bool(self._index.conflicts(tx, {}))
+
     def floor(self, picture: FeePicture) -> int:
         """Smallest value that makes a whale: the BTC threshold, or the USD one if lower."""
         usd, price = self.threshold_usd, picture.price_usd
@@ -341,7 +345,7 @@ class Tracker:
         for txid in signal.chain:
             if self._resolved_txids.get(txid) == signal.chain_id:
                 del self._resolved_txids[txid]
-        signal.corrected_from = signal.status
+        signal.corrected_from, signal.corrected_hit = signal.status, signal.hit
         signal.status = Status.PENDING
         signal.resolved_at = signal.block_height = signal.block_hash = signal.removed_at = None
         self._track(signal)
@@ -361,7 +365,7 @@ class Tracker:
         done = self._resolved.get(chain_id) if chain_id else None
         if done is not None and done.status in (Status.DROPPED, Status.EXPIRED):
             # Called dropped too early: the block says otherwise. Correct the outcome.
-            done.corrected_from = done.status
+            done.corrected_from, done.corrected_hit = done.status, done.hit
             done.txid = txid
             done.status = Status.CONFIRMED if txid == done.chain_id else Status.REPLACED
             done.block_height, done.block_hash, done.resolved_at = height, block_hash, at

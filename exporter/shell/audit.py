@@ -211,6 +211,8 @@ class BlockAudit:
                 tx = await p.rest.tx(entry["txid"])
             except NotFound:
                 continue  # reorged out meanwhile
+            if p.tracker.replaces_pending(tx):
+                continue  # replaced a whale while away: that chain's REST check follows it
             signal = self._whale(tx, block, floor)
             if signal is not None and not p.tracker.is_known(signal.txid):
                 p.tracker.remember_resolved([signal])

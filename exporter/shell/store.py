@@ -125,6 +125,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "WHERE predicted_height IS NOT NULL AND predicted_blocks IS NOT NULL",
         "CREATE TABLE blocks (height INTEGER PRIMARY KEY, hash VARCHAR NOT NULL)",
     ),
+    # 9: the prediction result counted with the outcome a correction replaced
+    ("ALTER TABLE signals ADD COLUMN corrected_hit BOOLEAN",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # The notifier's statements on the tables of migration 4, by the first field of its rows.
@@ -141,7 +143,7 @@ COLUMNS = (
     "urgency_level", "urgency_fallback", "bip125", "predicted_blocks", "predicted_height",
     "tip_height", "value_usd", "chain", "resolved_at", "block_height", "block_hash",
     "removed_at", "replaced_out", "backfilled", "outpoints", "seen_in_mempool", "value_is_gross",
-    "first_predicted_blocks", "first_tip_height", "corrected_from",
+    "first_predicted_blocks", "first_tip_height", "corrected_from", "corrected_hit",
 )  # fmt: skip
 ENUMS: dict[str, Callable[[Any], Any]] = {
     "flow": Flow,
