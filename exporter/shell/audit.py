@@ -96,10 +96,12 @@ class BlockAudit:
         self._top = max(height, self._top or height)
 
     def _enqueue(self, block_hash: str, height: int, at: Any) -> None:
-        if len(self._queue) < MAX_QUEUED:
-            when = float(at) if isinstance(at, int | float) else None
-            self._queue[block_hash] = _Block(block_hash, height, when)
-            self._wake.set()
+        if len(self._queue) >= MAX_QUEUED:  # failing audits fill it: the REST side is down
+            self.p.metrics.audit_blocks.labels("skipped").inc()
+            return
+        when = float(at) if isinstance(at, int | float) else None
+        self._queue[block_hash] = _Block(block_hash, height, when)
+        self._wake.set()
 
     def _gap(self, low: int, high: int) -> None:
         """Heights mined while away and below the list just seen: found by REST in `drain`."""
