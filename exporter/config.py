@@ -281,12 +281,13 @@ def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
-def _describe(error: Mapping[str, Any]) -> str:
+def _describe(error: Mapping[str, Any], from_files: Mapping[str, str]) -> str:
     field = str(error["loc"][0]) if error["loc"] else "?"
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         return f"unknown setting {field}"
-    return f"{flag(field)} / {env_name(field)}: {message}"
+    source = f" (read from {from_files[field]})" if field in from_files else ""
+    return f"{flag(field)} / {env_name(field)}{source}: {message}"
 
 
 def load(cli: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
@@ -295,13 +296,14 @@ def load(cli: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Se
     Raises ConfigError whose message holds one line per invalid setting.
     """
     given = {key: value for key, value in cli.items() if value is not None}
-    problems = _secret_files(os.environ if environ is None else environ, given)
+    from_files: dict[str, str] = {}  # setting -> the WHALE_<NAME>_FILE it was read from
+    problems = _secret_files(os.environ if environ is None else environ, given, from_files)
     if problems:
         raise ConfigError("\n".join(problems))
     try:
         settings = Settings(**given) if environ is None else _with_environ(environ, given)
     except ValidationError as exc:
-        raise ConfigError("\n".join(_describe(e) for e in exc.errors())) from None
+        raise ConfigError("\n".join(_describe(e, from_files) for e in exc.errors())) from None
     if settings.reconnect_max_delay < settings.reconnect_min_delay:
         problems.append(
             f"{flag('reconnect_max_delay')} / {env_name('reconnect_max_delay')}: "
@@ -327,7 +329,9 @@ def load(cli: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Se
     return settings
 
 
-def _secret_files(environ: Mapping[str, str], given: dict[str, Any]) -> list[str]:
+def _secret_files(
+    environ: Mapping[str, str], given: dict[str, Any], from_files: dict[str, str]
+) -> list[str]:
     """Read each secret named by WHALE_<NAME>_FILE into `given`; a flag still wins."""
     problems = []
     for name in SECRETS:
@@ -340,6 +344,7 @@ def _secret_files(environ: Mapping[str, str], given: dict[str, Any]) -> list[str
         path = Path(environ[variable])
         try:
             given[name] = path.read_text(encoding="utf-8").strip()
+            from_files[name] = variable
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             problems.append(f"{variable}: cannot read {path}: {reason}")

@@ -105,7 +105,16 @@ def test_secret_file_problems_are_one_line_each(tmp_path: Path) -> None:
     ]
 
 
-def test_a_short_relay_token_is_refused() -> None:
-    """The relay token needs the same length as the API tokens, so a guessable one fails."""
-    with pytest.raises(ConfigError, match="--alertmanager-token / WHALE_ALERTMANAGER_TOKEN"):
+def test_a_short_relay_token_is_refused(tmp_path: Path) -> None:
+    """The relay token needs the same length as the API tokens, so a guessable one fails, and
+    the line names the file it came from."""
+    with pytest.raises(ConfigError, match="--alertmanager-token / WHALE_ALERTMANAGER_TOKEN:"):
         load({"alertmanager_token": "short"}, environ={})
+    short = tmp_path / "token"
+    short.write_text("short\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load({}, environ={"WHALE_ALERTMANAGER_TOKEN_FILE": str(short)})
+    assert str(info.value) == (
+        "--alertmanager-token / WHALE_ALERTMANAGER_TOKEN (read from "
+        "WHALE_ALERTMANAGER_TOKEN_FILE): must be 16+ printable characters without spaces"
+    )
