@@ -279,6 +279,31 @@ sum by ({BY_INSTANCE}) (increase(whale_backfill_runs_total{{{s('result="ok"')}}}
                 ),
                 _alert(
                     c,
+                    "WhaleBlockAuditFailing",
+                    f"""
+sum by ({BY_INSTANCE}) (increase(whale_audit_blocks_total{{{s('result="error"')}}}[1h])) > 0
+unless on ({BY_INSTANCE})
+sum by ({BY_INSTANCE}) (increase(whale_audit_blocks_total{{{s('result="ok"')}}}[1h])) > 0""",
+                    "warning",
+                    "Whale exporter block audits are failing.",
+                    """{{ $labels.instance }} had {{ $value | printf "%.0f" }} failed block audits
+                    and no successful one in the last hour; whales confirmed without a mempool
+                    sighting are not recorded, and recall looks better than it is.""",
+                    "15m",
+                ),
+                _alert(
+                    c,
+                    "WhaleBlockAuditSkipped",
+                    f"""
+sum by ({BY_INSTANCE}) (increase(whale_audit_blocks_total{{{s('result="skipped"')}}}[1h])) > 0""",
+                    "warning",
+                    "Whale exporter left blocks unaudited.",
+                    """{{ $labels.instance }} left {{ $value | printf "%.0f" }} blocks unaudited in
+                    the last hour (mined during a long absence, or their audit abandoned);
+                    whales confirmed in them without a mempool sighting are not recorded.""",
+                ),
+                _alert(
+                    c,
                     "WhaleStoreWriteErrors",
                     f"increase(whale_store_write_errors_total{{{s()}}}[15m]) > 0",
                     "warning",
