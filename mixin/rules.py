@@ -266,10 +266,7 @@ time() - process_start_time_seconds{{{s()}}} > {c.chain_tip_stale_hours} * 3600"
                 _alert(
                     c,
                     "WhaleBackfillFailing",
-                    f"""
-sum by ({BY_INSTANCE}) (increase(whale_backfill_runs_total{{{s('result="error"')}}}[1h])) > 0
-unless on ({BY_INSTANCE})
-sum by ({BY_INSTANCE}) (increase(whale_backfill_runs_total{{{s('result="ok"')}}}[1h])) > 0""",
+                    _failing_for_an_hour(c, "whale_backfill_runs_total"),
                     "warning",
                     "Whale exporter backfill runs are failing.",
                     """{{ $labels.instance }} had {{ $value | printf "%.0f" }} failed backfill runs
@@ -280,10 +277,7 @@ sum by ({BY_INSTANCE}) (increase(whale_backfill_runs_total{{{s('result="ok"')}}}
                 _alert(
                     c,
                     "WhaleBlockAuditFailing",
-                    f"""
-sum by ({BY_INSTANCE}) (increase(whale_audit_blocks_total{{{s('result="error"')}}}[1h])) > 0
-unless on ({BY_INSTANCE})
-sum by ({BY_INSTANCE}) (increase(whale_audit_blocks_total{{{s('result="ok"')}}}[1h])) > 0""",
+                    _failing_for_an_hour(c, "whale_audit_blocks_total"),
                     "warning",
                     "Whale exporter block audits are failing.",
                     """{{ $labels.instance }} had {{ $value | printf "%.0f" }} failed block audits
@@ -373,29 +367,23 @@ sum by (job) (instance:whale_confirmed:increase24h) >= {c.recall_min_confirmed}"
         {
             "name": "whale-exporter.notifications",
             "rules": [
-                _alert(
-                    c,
-                    "WhaleNotificationsFailing",
-                    "instance:whale_notifications_failures_per_attempts:ratio_rate30m"
-                    f" > {c.notify_failure_warning}",
-                    "warning",
-                    "Whale notifications are failing.",
-                    f"""{{{{ $value | humanizePercentage }}}} of whale notification attempts from
-                    {{{{ $labels.instance }}}} failed over the last 30 minutes (warning above
-                    {_percent(c.notify_failure_warning)}).""",
-                    "15m",
-                ),
-                _alert(
-                    c,
-                    "WhaleNotificationsFailing",
-                    "instance:whale_notifications_failures_per_attempts:ratio_rate30m"
-                    f" > {c.notify_failure_critical}",
-                    "critical",
-                    "Whale notifications are failing.",
-                    f"""{{{{ $value | humanizePercentage }}}} of whale notification attempts from
-                    {{{{ $labels.instance }}}} failed over the last 30 minutes (critical above
-                    {_percent(c.notify_failure_critical)}).""",
-                    "30m",
+                *(
+                    _alert(
+                        c,
+                        "WhaleNotificationsFailing",
+                        "instance:whale_notifications_failures_per_attempts:ratio_rate30m"
+                        f" > {above}",
+                        severity,
+                        "Whale notifications are failing.",
+                        f"""{{{{ $value | humanizePercentage }}}} of whale notification attempts
+                        from {{{{ $labels.instance }}}} failed over the last 30 minutes
+                        ({severity} above {_percent(above)}).""",
+                        for_,
+                    )
+                    for severity, above, for_ in (
+                        ("warning", c.notify_failure_warning, "15m"),
+                        ("critical", c.notify_failure_critical, "30m"),
+                    )
                 ),
                 _alert(
                     c,
@@ -430,6 +418,16 @@ sum by (job) (instance:whale_confirmed:increase24h) >= {c.recall_min_confirmed}"
             }
         )
     return groups
+
+
+def _failing_for_an_hour(c: Config, counter: str) -> str:
+    """An instance whose `counter{result}` counted errors in the last hour and no success."""
+
+    def increase(result: str) -> str:
+        selector = c.sel(f'result="{result}"')
+        return f"sum by ({BY_INSTANCE}) (increase({counter}{{{selector}}}[1h])) > 0"
+
+    return f"{increase('error')}\nunless on ({BY_INSTANCE})\n{increase('ok')}"
 
 
 def _percent(ratio: float) -> str:

@@ -134,6 +134,11 @@ def sim_whale(sim: SimulatedMempool, btc: float = 250, **kwargs: Any) -> dict[st
     return sim.make_tx(outputs=[(sim.random_address(), int(btc * BTC))], **kwargs)
 
 
+def outpoints(tx: dict[str, Any]) -> list[tuple[str, int]]:
+    """The outpoints `tx` spends: what a replacement must spend too."""
+    return [(i["txid"], i["vout"]) for i in tx["vin"]]
+
+
 def tool(name: str) -> str:
     """The path of a Debian binary, or a test failure (not a skip) saying how to install it."""
     path = shutil.which(name)

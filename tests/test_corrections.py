@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from conftest import StartExporter
-from support import BTC, wait_for
+from support import BTC, outpoints, wait_for
 from support import sim_whale as whale
 from test_outcomes import detected, started
 
 from exporter.sim.mempool import SimulatedMempool
-
-
-def outpoints(tx: dict) -> list[tuple[str, int]]:
-    return [(i["txid"], i["vout"]) for i in tx["vin"]]
 
 
 async def test_fork_without_a_resent_blocks_list_reopens_and_counts_once(

@@ -11,7 +11,7 @@ from support import BTC, make_tx
 from exporter.core.addresses import AddressBook
 from exporter.core.detect import detect
 from exporter.core.errors import DecodeError
-from exporter.core.frames import SequenceWatch, decode_frame, well_formed
+from exporter.core.frames import SequenceWatch, decode_frame, well_formed, well_formed_blocks
 
 FEES = {"fastestFee": 3, "halfHourFee": 2, "hourFee": 2, "economyFee": 1, "minimumFee": 1}
 
@@ -136,3 +136,11 @@ def test_transactions_from_rest_are_shape_checked_one_by_one() -> None:
     good, bad = well_formed([broken, whale, "nonsense"])
     assert good == [whale]
     assert len(bad) == 2 and "outpoint" in bad[0]
+
+
+def test_blocks_from_rest_pass_the_stream_checks() -> None:
+    """`well_formed_blocks` keeps what a `blocks` message would: no absurd height, no bad id."""
+    good = {"id": "ab" * 32, "height": 900_000, "timestamp": 1_700_000_000}
+    absurd = {"id": "cd" * 32, "height": 2**64 - 1}
+    unnamed = {"id": "not a hash", "height": 900_001}
+    assert well_formed_blocks([absurd, good, unnamed, 42]) == [good]

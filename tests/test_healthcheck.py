@@ -9,7 +9,7 @@ from pathlib import Path
 
 from certs import Authority
 from conftest import StartExporter
-from test_webconfig import hashed, tls_section, write_config
+from test_webconfig import tls_and_scrape_user
 
 from exporter.sim.mempool import SimulatedMempool
 
@@ -43,12 +43,7 @@ async def test_healthy_behind_tls_and_basic_auth(
 ) -> None:
     """With the web config, the check speaks HTTPS and takes a 401 (it has no password) for
     an answering server; the same port without the web config is not healthy."""
-    ca = Authority(tmp_path)
-    web = write_config(
-        tmp_path / "web.yml",
-        tls_server_config=tls_section(ca.issue("server")),
-        basic_auth_users={"prometheus": hashed("scrape-pass")},
-    )
+    web = tls_and_scrape_user(tmp_path, Authority(tmp_path))
     exporter = await start_exporter(sim.url, web_config_file=web)
     listen = exporter.base.removeprefix("http://")
     assert await healthcheck("--listen", listen, "--web-config-file", str(web)) == (0, "")

@@ -44,22 +44,8 @@ def test_reorg_reopen_and_same_outcome_again_counts_once() -> None:
 
 
 def test_dropped_corrected_to_confirmed_counts_confirmed_and_the_correction() -> None:
-    """A dropped whale seen in a block is counted as confirmed, and the dropped one withdrawn."""
-    m = metrics()
-    dropped = resolved(Status.DROPPED)
-    m.record_event(dropped)
-    mined = make_signal(dropped.signal.chain_id, 200, status=Status.CONFIRMED,
-                        block_height=800_003, tip_height=800_000, predicted_blocks=2,
-                        corrected_from=Status.DROPPED)  # fmt: skip
-    m.record_event(Event(EventKind.CORRECTED, mined, Status.DROPPED))
-    assert outcomes(m, Status.DROPPED) == 1 and corrections(m, Status.DROPPED) == 1
-    assert outcomes(m, Status.CONFIRMED) == 1 and corrections(m, Status.CONFIRMED) == 0
-    net = {s: outcomes(m, s) - corrections(m, s) for s in (Status.DROPPED, Status.CONFIRMED)}
-    assert net == {Status.DROPPED: 0, Status.CONFIRMED: 1}
-
-
-def test_a_correction_withdraws_the_prediction_counted_with_the_old_outcome() -> None:
-    """The miss counted for a dropped whale is withdrawn when it is found mined (a hit)."""
+    """A dropped whale seen in a block (in time: a hit) is counted as confirmed, and the
+    dropped outcome and its miss are withdrawn."""
     m = metrics()
     dropped = resolved(Status.DROPPED)
     m.record_event(dropped)
@@ -67,15 +53,16 @@ def test_a_correction_withdraws_the_prediction_counted_with_the_old_outcome() ->
                         block_height=800_001, tip_height=800_000, predicted_blocks=2,
                         corrected_from=Status.DROPPED, corrected_hit=False)  # fmt: skip
     m.record_event(Event(EventKind.CORRECTED, mined, Status.DROPPED))
+    assert outcomes(m, Status.DROPPED) == 1 and corrections(m, Status.DROPPED) == 1
+    assert outcomes(m, Status.CONFIRMED) == 1 and corrections(m, Status.CONFIRMED) == 0
+    net = {s: outcomes(m, s) - corrections(m, s) for s in (Status.DROPPED, Status.CONFIRMED)}
+    assert net == {Status.DROPPED: 0, Status.CONFIRMED: 1}
 
-    def value(name: str, result: str) -> float | None:
-        return m.registry.get_sample_value(name, {"result": result})
+    def predictions(name: str) -> tuple[float | None, ...]:
+        return tuple(m.registry.get_sample_value(name, {"result": r}) for r in ("hit", "miss"))
 
-    assert (value("whale_predictions_total", "hit"), value("whale_predictions_total", "miss")) == (
-        1, 1,
-    )  # fmt: skip
-    withdrawn = value("whale_prediction_withdrawals_total", "miss")
-    assert withdrawn == 1 and value("whale_prediction_withdrawals_total", "hit") == 0
+    assert predictions("whale_predictions_total") == (1, 1)
+    assert predictions("whale_prediction_withdrawals_total") == (0, 1)  # net: one hit
 
 
 def test_forks_are_counted_from_steps() -> None:

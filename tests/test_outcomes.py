@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import duckdb
 from conftest import StartExporter
-from support import BTC, wait_for
+from support import BTC, outpoints, wait_for
 from support import sim_whale as whale
 
 from exporter.shell.http import iso
@@ -65,12 +65,12 @@ async def test_replacement_chain_keeps_one_signal(
     exporter = await started(sim, start_exporter, apprise_urls=[receiver.url()])
     first = whale(sim, 300, fee_rate=5)
     await detected(exporter, sim, first)
-    outpoints = [(i["txid"], i["vout"]) for i in first["vin"]]
-    second = whale(sim, 300, fee_rate=20, spends=outpoints)
+    spent = outpoints(first)
+    second = whale(sim, 300, fee_rate=20, spends=spent)
     sim.replace(first["txid"], second)
     await sim.flush()
     await wait_for(lambda: exporter.value("whale_replacements_total") == 1)
-    third = whale(sim, 300, fee_rate=60, spends=outpoints)
+    third = whale(sim, 300, fee_rate=60, spends=spent)
     sim.replace(second["txid"], third)
     await sim.flush()
     await wait_for(lambda: exporter.value("whale_replacements_total") == 2)
@@ -97,8 +97,7 @@ async def test_replacement_below_threshold_closes_signal(
     exporter = await started(sim, start_exporter)
     first = whale(sim, 150)
     await detected(exporter, sim, first)
-    outpoints = [(i["txid"], i["vout"]) for i in first["vin"]]
-    small = sim.make_tx(outputs=[(sim.random_address(), 20 * BTC)], spends=outpoints,
+    small = sim.make_tx(outputs=[(sim.random_address(), 20 * BTC)], spends=outpoints(first),
                         fee_rate=50)  # fmt: skip
     sim.replace(first["txid"], small)
     await sim.flush()
@@ -207,8 +206,7 @@ async def test_replaced_during_downtime_gets_its_replacement_block(
     first = whale(sim, 300, fee_rate=5)
     await detected(exporter, sim, first)
     await exporter.close()
-    outpoints = [(i["txid"], i["vout"]) for i in first["vin"]]
-    second = whale(sim, 300, fee_rate=40, spends=outpoints)
+    second = whale(sim, 300, fee_rate=40, spends=outpoints(first))
     sim.replace(first["txid"], second)
     await sim.flush()
     block = await sim.mine([second["txid"]])

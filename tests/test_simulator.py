@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from support import outpoints
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -240,7 +241,7 @@ async def test_replacement_is_in_added_and_replaced(sim: SimulatedMempool) -> No
     async with client(sim, {"track-mempool": True}) as ws:
         new = sim.make_tx(
             outputs=[(o["scriptpubkey_address"], o["value"]) for o in old["vout"]],
-            spends=[(i["txid"], i["vout"]) for i in old["vin"]],
+            spends=outpoints(old),
             fee_rate=12,
         )
         assert new["vin"][0]["prevout"] == old["vin"][0]["prevout"]

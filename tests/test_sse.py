@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from conftest import Exporter, StartExporter
 from prometheus_client import CollectorRegistry
-from support import make_signal, txid, wait_for
+from support import make_signal, outpoints, txid, wait_for
 from support import sim_whale as whale
 
 from exporter.config import load
@@ -90,8 +90,7 @@ async def test_stream_resumes_after_disconnect_without_loss_or_repeat(
     # While nobody listens: a third whale, a replacement of the second, the first confirmed.
     third = whale(sim, 500)
     sim.add(third)
-    outpoints = [(i["txid"], i["vout"]) for i in second["vin"]]
-    bumped = whale(sim, 400, fee_rate=80, spends=outpoints)
+    bumped = whale(sim, 400, fee_rate=80, spends=outpoints(second))
     sim.replace(second["txid"], bumped)
     await sim.flush()
     await wait_for(lambda: exporter.value("whale_replacements_total") == 1)

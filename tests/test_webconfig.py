@@ -47,6 +47,15 @@ def tls_section(server: Pair, **more: str) -> dict[str, str]:
     return {"cert_file": str(server.cert), "key_file": str(server.key), **more}
 
 
+def tls_and_scrape_user(tmp_path: Path, ca: Authority) -> Path:
+    """web.yml: HTTPS with a certificate from `ca`, and the user prometheus / scrape-pass."""
+    return write_config(
+        tmp_path / "web.yml",
+        tls_server_config=tls_section(ca.issue("server")),
+        basic_auth_users={"prometheus": hashed("scrape-pass")},
+    )
+
+
 def client_context(ca: Authority, client: Pair | None = None) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(ca.pair.cert))
     if client is not None:
@@ -264,11 +273,7 @@ async def test_real_prometheus_scrapes_over_tls_with_basic_auth(
 ) -> None:
     """Debian's Prometheus, configured as prometheus.yml's example shows, scrapes the exporter."""
     ca = Authority(tmp_path)
-    web = write_config(
-        tmp_path / "web.yml",
-        tls_server_config=tls_section(ca.issue("server")),
-        basic_auth_users={"prometheus": hashed("scrape-pass")},
-    )
+    web = tls_and_scrape_user(tmp_path, ca)
     exporter = await start_exporter(sim.url, web_config_file=web)
     password = tmp_path / "whale-password"
     password.write_text("scrape-pass", encoding="utf-8")

@@ -194,6 +194,17 @@ def well_formed(txs: list[Any]) -> tuple[list[dict[str, Any]], list[str]]:
     return good, bad
 
 
+def well_formed_blocks(items: list[Any]) -> list[dict[str, Any]]:
+    """The blocks of `items` that a `blocks` message would keep, for blocks read over REST."""
+    good = []
+    for item in items:
+        try:
+            good.append(_block(item))
+        except DecodeError:
+            continue
+    return good
+
+
 def _block(item: Any) -> dict[str, Any]:
     """A `block` (or one entry of `blocks`) with a valid id, height and time, or DecodeError."""
     if not isinstance(item, dict):

@@ -146,22 +146,25 @@ class Signal:
     @property
     def hit(self) -> bool | None:
         """Whether the prediction held; None when this outcome does not test a prediction."""
-        if self.status in (Status.DROPPED, Status.EXPIRED):
-            return False
-        blocks = self.confirmation_blocks
-        if self.replaced_out or blocks is None or self.predicted_blocks is None:
-            return None
-        return blocks <= self.predicted_blocks
+        return self._held(self.tip_height, self.predicted_blocks)
 
     @property
     def first_hit(self) -> bool | None:
         """Whether the prediction made at detection held (None when none was tested)."""
+        return self._held(self.first_tip_height, self.first_predicted_blocks)
+
+    def _held(self, tip: int | None, blocks: int | None) -> bool | None:
+        """Whether a prediction of `blocks` made at `tip` held for this outcome."""
         if self.status in (Status.DROPPED, Status.EXPIRED):
             return False
-        height, tip, blocks = self.block_height, self.first_tip_height, self.first_predicted_blocks
+        height = self.block_height
         if self.replaced_out or height is None or tip is None or blocks is None:
             return None
         return max(height - tip, 1) <= blocks
+
+    def withdraw_outcome(self) -> None:
+        """Remember the outcome (and its prediction result) a correction is about to replace."""
+        self.corrected_from, self.corrected_hit = self.status, self.hit
 
     def apply(self, detection: Detection, scoring: Scoring) -> None:
         """Take the fee, value and score of the chain's newest transaction.

@@ -345,7 +345,7 @@ class Tracker:
         for txid in signal.chain:
             if self._resolved_txids.get(txid) == signal.chain_id:
                 del self._resolved_txids[txid]
-        signal.corrected_from, signal.corrected_hit = signal.status, signal.hit
+        signal.withdraw_outcome()
         signal.status = Status.PENDING
         signal.resolved_at = signal.block_height = signal.block_hash = signal.removed_at = None
         self._track(signal)
@@ -365,7 +365,7 @@ class Tracker:
         done = self._resolved.get(chain_id) if chain_id else None
         if done is not None and done.status in (Status.DROPPED, Status.EXPIRED):
             # Called dropped too early: the block says otherwise. Correct the outcome.
-            done.corrected_from, done.corrected_hit = done.status, done.hit
+            done.withdraw_outcome()
             done.txid = txid
             done.status = Status.CONFIRMED if txid == done.chain_id else Status.REPLACED
             done.block_height, done.block_hash, done.resolved_at = height, block_hash, at

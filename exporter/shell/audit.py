@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from exporter.core.detect import detect
 from exporter.core.errors import DecodeError
+from exporter.core.frames import well_formed_blocks
 from exporter.core.models import Event, EventKind, Scoring, Signal, Status, Urgency
 from exporter.core.tracker import Step
 from exporter.errors import ExporterError, NotFound
@@ -70,21 +71,20 @@ class BlockAudit:
 
     def saw_blocks(self, blocks: Iterable[Mapping[str, Any]], *, new: bool) -> None:
         """`block` messages (`new`) are audited; a `blocks` list only where it shows blocks
-        mined since the last one seen, or another hash at a known height (a reorg)."""
+        mined since the last one seen, or another hash at a known height (a reorg). The
+        blocks are decoded ones (`core.frames`): a valid id and height, maybe a time."""
         if not self.p.settings.audit:
             return
         top, heights = self._top, set(self._seen.values())  # as before this message
         lowest: int | None = None
         for block in blocks:
-            height, block_hash, at = block.get("height"), block.get("id"), block.get("timestamp")
-            if not isinstance(height, int) or not isinstance(block_hash, str):
-                continue
+            height, block_hash = block["height"], block["id"]
             if block.get("stale") or block_hash in self._seen:
                 continue
             audit = new or (top is not None and (height > top or height in heights))
             self._remember(block_hash, height)
             if audit:
-                self._enqueue(block_hash, height, at)
+                self._enqueue(block_hash, height, block.get("timestamp"))
                 lowest = height if lowest is None else min(lowest, height)
         if top is not None and lowest is not None and lowest > top + 1:
             self._gap(top + 1, lowest - 1)
@@ -146,7 +146,7 @@ class BlockAudit:
         while self._missing is not None:
             low, high = self._missing
             try:
-                blocks = await self.p.rest.blocks_at(high)
+                blocks = well_formed_blocks(await self.p.rest.blocks_at(high))
             except (ExporterError, ValueError) as exc:
                 self._missing_attempts += 1
                 if self._missing_attempts >= ATTEMPTS:
@@ -157,15 +157,12 @@ class BlockAudit:
                     throttled.warning("audit-gap", "audit: finding block %d failed: %s", high, exc)
                 return
             self._missing_attempts = 0
-            heights = []
             for block in blocks:
-                height, block_hash = block.get("height"), block.get("id")
-                if isinstance(height, int) and isinstance(block_hash, str):
-                    heights.append(height)
-                    if low <= height <= high and block_hash not in self._seen:
-                        self._remember(block_hash, height)
-                        self._enqueue(block_hash, height, block.get("timestamp"))
-            below = min(heights, default=low)
+                height, block_hash = block["height"], block["id"]
+                if low <= height <= high and block_hash not in self._seen:
+                    self._remember(block_hash, height)
+                    self._enqueue(block_hash, height, block.get("timestamp"))
+            below = min((block["height"] for block in blocks), default=low)
             self._missing = (low, below - 1) if low < below <= high else None
 
     async def _audit(self, block: _Block) -> None:
