@@ -545,26 +545,17 @@ async def test_auto_mode_streams_polls_and_blocks() -> None:
     assert sim.connections == 0
 
 
-async def test_module_entry_point_serves_until_sigint() -> None:
-    """``python -m exporter.sim`` prints its URL, serves REST and exits 0 on SIGINT."""
+@asynccontextmanager
+async def sim_process(*args: str, urls: int = 1) -> AsyncIterator[list[str]]:
+    """``python -m exporter.sim ARGS``: the URLs it prints; it must exit 0 on SIGINT."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exporter.sim",
-        "--port",
-        "0",
-        "--seed",
-        "2",
-        stdout=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "exporter.sim", "--port", "0", *args, stdout=asyncio.subprocess.PIPE
     )
     try:
         assert proc.stdout is not None
         async with asyncio.timeout(60):  # start-up builds an 8,000-tx backlog
-            line = (await proc.stdout.readline()).decode()
-        url = line.split()[3]
-        assert url.startswith("http://127.0.0.1:")
-        async with httpx.AsyncClient(base_url=url) as http:
-            assert int((await http.get("/api/blocks/tip/height")).text) > 0
+            lines = [(await proc.stdout.readline()).decode() for _ in range(urls)]
+        yield [line.split()[3] for line in lines]
         proc.send_signal(signal.SIGINT)
         async with asyncio.timeout(10):
             assert await proc.wait() == 0
@@ -572,6 +563,14 @@ async def test_module_entry_point_serves_until_sigint() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_module_entry_point_serves_until_sigint() -> None:
+    """``python -m exporter.sim`` prints its URL, serves REST and exits 0 on SIGINT."""
+    async with sim_process("--seed", "2") as (url,):
+        assert url.startswith("http://127.0.0.1:")
+        async with httpx.AsyncClient(base_url=url) as http:
+            assert int((await http.get("/api/blocks/tip/height")).text) > 0
 
 
 # ------------------------------------------------------------------ issue 11: coverage routes
@@ -843,25 +842,11 @@ def test_fill_tail_builds_a_large_mempool_in_little_memory() -> None:
 
 async def test_module_entry_point_plays_a_bare_backend_with_electrs() -> None:
     """``--backend bare --esplora`` serves REST under /api/v1/ only, and an electrs port."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter.sim", "--port", "0", "--backend", "bare",
-        "--no-prevouts", "--esplora", "--tail", "1500", stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        async with asyncio.timeout(60):  # start-up builds an 8,000-tx backlog
-            url = (await proc.stdout.readline()).decode().split()[3]
-            electrs = (await proc.stdout.readline()).decode().split()[3]
+    args = ("--backend", "bare", "--no-prevouts", "--esplora", "--tail", "1500")
+    async with sim_process(*args, urls=2) as (url, electrs):
         async with httpx.AsyncClient(base_url=url) as http:
             assert int((await http.get("/api/v1/blocks/tip/height")).text) > 0
             assert (await http.get("/api/blocks/tip/height")).status_code == 404
             assert len((await http.get("/api/v1/mempool/txids")).json()) > 1_500  # + backlog
         async with httpx.AsyncClient(base_url=electrs) as http:
             assert len((await http.get("/internal/mempool/txs")).json()) == 1_000
-        proc.send_signal(signal.SIGINT)
-        async with asyncio.timeout(10):
-            assert await proc.wait() == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
