@@ -10,7 +10,6 @@ from mixin.config import Config
 from mixin.dashboards.panels import (
     BLOCKS,
     SEL,
-    WHALES_PER_HOUR,
     base,
     heat,
     no_data_mappings,
@@ -21,6 +20,7 @@ from mixin.dashboards.panels import (
     single,
     thresholds,
     ts,
+    whales_per_hour,
 )
 
 
@@ -129,35 +129,26 @@ def prediction_accuracy(c: Config) -> db.Dashboard:
             )
         )
         .with_panel(
-            ts(
+            whales_per_hour(
                 "Confirmed whales by where they were seen",
                 "Whales confirmed per hour: caught in the mempool first, or found only in the "
                 "block (missed in the mempool).",
-                WHALES_PER_HOUR,
-                [per_hour("whale_confirmed_total", "seen")],
-                stacked=True,
-                bars=True,
+                per_hour("whale_confirmed_total", "seen"),
             )
         )
         .with_row(db.Row("Outcomes"))
         .with_panel(
-            ts(
+            whales_per_hour(
                 "Outcomes per hour",
                 "How whales left the mempool: confirmed, replaced, dropped or expired.",
-                WHALES_PER_HOUR,
-                [per_hour("whale_outcomes_total", "outcome")],
-                stacked=True,
-                bars=True,
+                per_hour("whale_outcomes_total", "outcome"),
             )
         )
         .with_panel(
-            ts(
+            whales_per_hour(
                 "Resolved predictions",
                 "Predictions resolved per hour, by result (hit or miss).",
-                WHALES_PER_HOUR,
-                [per_hour("whale_predictions_total", "result")],
-                stacked=True,
-                bars=True,
+                per_hour("whale_predictions_total", "result"),
             )
         )
         .with_row(db.Row("Errors"))

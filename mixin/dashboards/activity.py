@@ -28,6 +28,7 @@ from mixin.dashboards.panels import (
     quantiles,
     single,
     ts,
+    whales_per_hour,
 )
 
 
@@ -166,14 +167,11 @@ def whale_activity(c: Config) -> db.Dashboard:
         )
         .with_row(db.Row("Flow"))
         .with_panel(
-            ts(
+            whales_per_hour(
                 "Whales per hour by flow",
                 f"Whales detected per hour, split by flow: {flows}. Exemplar dots link to the "
                 "transaction in the block explorer.",
-                WHALES_PER_HOUR,
-                [per_hour("whale_transactions_total", "flow").exemplar(True)],
-                stacked=True,
-                bars=True,
+                per_hour("whale_transactions_total", "flow").exemplar(True),
             )
         )
         .with_panel(
@@ -250,13 +248,10 @@ def whale_activity(c: Config) -> db.Dashboard:
             )
         )
         .with_panel(
-            ts(
+            whales_per_hour(
                 "Urgent whales per hour by level",
                 "Whales per hour classified as high, medium or low urgency.",
-                WHALES_PER_HOUR,
-                [per_hour("whale_urgent_transactions_total", "level")],
-                stacked=True,
-                bars=True,
+                per_hour("whale_urgent_transactions_total", "level"),
             )
         )
         .with_row(db.Row("Fees"))

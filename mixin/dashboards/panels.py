@@ -168,6 +168,13 @@ def ts(
     return configure(panel) if configure else panel
 
 
+def whales_per_hour(
+    title: str, description: str, query: cogbuilder.Builder[cogvariants.Dataquery]
+) -> timeseries.Panel:
+    """Whales counted per hour, split by one label: stacked bars."""
+    return ts(title, description, WHALES_PER_HOUR, [query], stacked=True, bars=True)
+
+
 def thresholds(*steps: tuple[float | None, str]) -> db.ThresholdsConfig:
     return (
         db.ThresholdsConfig()
