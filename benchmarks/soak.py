@@ -6,8 +6,9 @@ pool of 30,000 realistic ones its builder made once and cycled (building or proj
 second costs the simulator more than a core; its automatic mode tops out near 1,000 tx/s on two
 shared cores). Whales (`--whale-rate`) enter its real mempool, so REST, backfill and outcomes
 see them, and it mines a block every `--block-interval` seconds.
-The exporter runs as `python -m exporter run` against it, as in production. Every `--every`
-seconds the exporter's resident memory is sampled with what it examined, stored and queued.
+The exporter runs as `python -m exporter run` against it, as in production. Its resident memory
+is sampled ten times a second; every `--every` seconds a line shows that window's median, low and
+peak with what it examined, detected and queued.
 
 Memory counts as flat when the median of the last third of the samples is within `--tolerance`
 (10 %) of the median of the middle third: start-up and warm-up (DuckDB's buffers, the first
@@ -41,6 +42,7 @@ from exporter.sim.mempool import SimulatedMempool
 from exporter.sim.model import Broadcast
 
 POLL = 1.0  # seconds between polls, as mempool.space sends them
+SAMPLE_EVERY = 0.1  # seconds between RSS samples
 POOL = 30_000  # ordinary transactions built once and cycled (building costs ~0.1 ms each)
 
 
@@ -98,50 +100,63 @@ async def listening_port(pid: int, timeout: float = 60) -> int:
 
 async def sample(
     args: argparse.Namespace, exporter: asyncio.subprocess.Process, base: str
-) -> list[tuple[float, float, float, float, float]]:
+) -> list[tuple[float, float]]:
+    """RSS ten times a second; every `--every` seconds a line with that window's RSS and what
+    the exporter examined, detected and queued.
+
+    Ten a second, not one per line: each poll's frame lifts RSS by ~30 MB for a tenth of a
+    second, and a lone sample every 30 s (the block interval, and nearly a multiple of the
+    poll) can lock onto that peak for minutes and look like a step.
+    """
     proc = psutil.Process(exporter.pid)
-    samples: list[tuple[float, float, float, float, float]] = []
-    print(f"{'min':>5} {'RSS MB':>8} {'tx seen':>11} {'tx/s':>7} {'whales':>7} {'queue':>6}")
-    start = last_at = time.monotonic()
-    last_seen = 0.0
+    samples: list[tuple[float, float]] = []
+    print(f"{'min':>5} {'RSS MB':>7} {'low':>6} {'peak':>6} {'tx seen':>11} {'tx/s':>7} "
+          f"{'whales':>7} {'queue':>6}")  # fmt: skip
+    start = time.monotonic()
+    window: list[float] = []
+    last_seen = last_at = 0.0
+    report_at = 0.0
     async with httpx.AsyncClient(timeout=60) as http:
         while (elapsed := time.monotonic() - start) <= args.minutes * 60 + 1:
             if exporter.returncode is not None:
                 raise SystemExit("the exporter died")
             rss = proc.memory_info().rss / 2**20
-            metrics = await scrape(http, base)
-            seen = metrics.get("whale_mempool_transactions_seen_total", 0.0)
-            now = time.monotonic()
-            rate = (seen - last_seen) / max(now - last_at, 1e-9)
-            last_seen, last_at = seen, now
-            whales = metrics.get("whale_transactions_total", 0.0)
-            queue = metrics.get("whale_frame_queue_depth", 0.0)
-            samples.append((elapsed, rss, seen, whales, queue))
-            print(f"{elapsed / 60:5.1f} {rss:8.1f} {seen:11.0f} {rate:7.0f} {whales:7.0f} "
-                  f"{queue:6.0f}", flush=True)  # fmt: skip
-            await asyncio.sleep(args.every)
+            samples.append((elapsed, rss))
+            window.append(rss)
+            if elapsed >= report_at:
+                metrics = await scrape(http, base)
+                seen = metrics.get("whale_mempool_transactions_seen_total", 0.0)
+                rate = (seen - last_seen) / max(elapsed - last_at, 1e-9) if last_at else 0.0
+                last_seen, last_at = seen, elapsed
+                whales = metrics.get("whale_transactions_total", 0.0)
+                queue = metrics.get("whale_frame_queue_depth", 0.0)
+                print(f"{elapsed / 60:5.1f} {statistics.median(window):7.1f} {min(window):6.1f} "
+                      f"{max(window):6.1f} {seen:11.0f} {rate:7.0f} {whales:7.0f} {queue:6.0f}",
+                      flush=True)  # fmt: skip
+                window.clear()
+                report_at += args.every
+            await asyncio.sleep(SAMPLE_EVERY)
+    print(f"average {last_seen / max(last_at, 1e-9):.0f} tx/s examined, {whales:.0f} whales")
     return samples
 
 
-def verdict(args: argparse.Namespace, samples: list[tuple[float, ...]]) -> bool:
-    """Flat: the median RSS of the last third is within the tolerance of the middle third's.
+def verdict(args: argparse.Namespace, samples: list[tuple[float, float]]) -> bool:
+    """Flat: the median RSS of the last third of the run is within the tolerance of the middle
+    third's.
 
-    Medians, not peaks: RSS is a sawtooth (each poll's frame is parsed, then freed); a leak
-    moves the whole saw up.
+    Medians over thousands of samples, not peaks: RSS is a sawtooth (each poll's frame is
+    parsed, then freed); a leak moves the whole saw up.
     """
-    third = max(1, len(samples) // 3)
-    middle = statistics.median(s[1] for s in samples[third : 2 * third] or samples)
-    late = statistics.median(s[1] for s in samples[2 * third :] or samples[-1:])
-    settled = [s[1] for s in samples[third:]] or [samples[-1][1]]
+    span = samples[-1][0]
+    middle = statistics.median(r for t, r in samples if span / 3 <= t < 2 * span / 3)
+    late = statistics.median(r for t, r in samples if t >= 2 * span / 3)
+    settled = [r for t, r in samples if t >= span / 3]
     growth = (late - middle) / middle
-    span = samples[-1][0] - samples[0][0]
-    average = (samples[-1][2] - samples[0][2]) / span if span > 0 else 0.0
     flat = growth <= args.tolerance
     print(
-        f"average {average:.0f} tx/s examined, {samples[-1][3]:.0f} whales detected; RSS after "
-        f"warm-up {min(settled):.1f}-{max(settled):.1f} MB, median {middle:.1f} MB in the "
-        f"middle third, {late:.1f} MB in the last ({growth:+.1%}): "
-        + ("flat" if flat else "GROWING")
+        f"{len(samples)} samples; RSS after warm-up {min(settled):.1f}-{max(settled):.1f} MB, "
+        f"median {middle:.1f} MB in the middle third, {late:.1f} MB in the last "
+        f"({growth:+.1%}): " + ("flat" if flat else "GROWING")
     )
     return flat
 

@@ -242,7 +242,8 @@ class Notifications:
         )
         self.notify_dedup_keys = Gauge(
             f"{p}_notification_dedup_keys",
-            "Notification dedup keys held in memory (kept as long as --retention-days).",
+            "Notification dedup keys held in memory "
+            "(kept as long as --retention-days, at most 500,000).",
             registry=r,
         )
 

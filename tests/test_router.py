@@ -31,6 +31,7 @@ def router(
     rules: Rules | None = None,
     limit: int = 10,
     keep: float = 90 * DAY,
+    max_keys: int = 1_000,
 ) -> Router:
     return Router(
         rules or Rules.default(),
@@ -39,6 +40,7 @@ def router(
         limit=limit,
         window=60.0,
         keep=keep,
+        max_keys=max_keys,
     )
 
 
@@ -141,6 +143,20 @@ def test_keys_are_swept_hourly_not_on_every_event() -> None:
     assert r.key_count == 2
     r.route(detected(3), now=PRUNE_EVERY + 1.0)
     assert r.key_count == 1
+
+
+def test_a_flood_of_whales_holds_at_most_max_keys_forgetting_the_oldest() -> None:
+    """Within retention, the key count still stops at `max_keys`: the oldest are forgotten
+    first, when routing and when loading."""
+    r = router(limit=1_000, max_keys=50)
+    for n in range(80):
+        r.route(detected(n), now=float(n))
+    assert r.key_count == 50
+    assert r.route(detected(79), now=81.0).suppressed == {"dedup": 1}  # the newest are kept
+    assert r.route(detected(0), now=82.0).sends != []  # the oldest was forgotten
+    loaded = router(max_keys=2)
+    loaded.load([(f"default|new|{n:064x}|", float(n)) for n in range(5)], now=10.0)
+    assert loaded.key_count == 2 and loaded.route(detected(0), now=11.0).sends != []
 
 
 def test_loaded_keys_past_retention_are_dropped() -> None:

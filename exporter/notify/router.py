@@ -7,7 +7,8 @@
 Values in, decisions out: the caller passes `now`, stores the dedup keys it is handed
 (`Decision.claims`), counts `Decision.suppressed` and performs the sends. No event loop, no
 clock, no I/O; tests drive it with a fake clock. Dedup keys are kept as long as the store keeps
-them (`keep` seconds, the retention) and forgotten after, so memory stays bounded.
+them (`keep` seconds, the retention) and forgotten after, and at most `max_keys` of them (the
+oldest go first), so memory stays bounded even under a flood of whales.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from exporter.notify.rules import Notice, NoticeKind, Rules, Verdict, decide, de
 
 Link = Callable[[str], str]
 PRUNE_EVERY = 3600.0  # seconds between sweeps of the dedup keys past retention
+MAX_KEYS = 500_000  # ~75 MB; a few keys per whale, so months at the real ~1,600 whales a day
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,7 @@ class Router:
         limit: int,
         window: float = 60.0,
         keep: float = 90 * 86_400.0,
+        max_keys: int = MAX_KEYS,
     ) -> None:
         self.rules = rules
         self.routes = {tag: tuple(names) for tag, names in sorted(routes.items())}
@@ -88,6 +91,7 @@ class Router:
         self._limit = limit
         self._window = window
         self._keep = keep
+        self._max_keys = max_keys
         self._keys: dict[str, float] = {}  # dedup key -> claimed at, oldest first
         self._swept = float("-inf")
         self._windows: dict[str, _Window] = {}
@@ -99,6 +103,12 @@ class Router:
         for key, at in keys:
             self._keys[key] = at
         self.forget(now)
+        self._bound()
+
+    def _bound(self) -> None:
+        """Past `max_keys`, forget the oldest: at worst a very old whale is told about again."""
+        while len(self._keys) > self._max_keys:
+            del self._keys[next(iter(self._keys))]
 
     def forget(self, now: float) -> int:
         """Forget the keys claimed more than `keep` seconds before `now`; returns how many."""
@@ -143,6 +153,7 @@ class Router:
                 continue
             key = dedup_key(tag, notice.kind, signal.chain_id, notice.key)
             self._keys[key] = now
+            self._bound()
             decision.claims.append(Claim(key, signal.chain_id, notice.kind.value, now))
             targets = [name for name in names if name not in reached]
             reached.update(targets)

@@ -43,6 +43,7 @@ SWEEP_TIMEOUT = 60.0
 FETCH_CHUNK = 100  # transactions examined and published together
 RETRY_ATTEMPTS = 5  # a failed fetch is retried this often (at each outcome check) at most
 MAX_FAILED = 10_000
+AGAIN_FIRST, AGAIN_MAX = 5.0, 300.0  # a resync whose source failed runs again: 5 s doubling
 MAX_UNKNOWN_ESPLORA = 500_000
 
 
@@ -68,6 +69,8 @@ class Resync:
         self.failed: dict[str, int] = {}  # txid -> failed attempts; retried by `retry_failed`
         self._list_at: float | None = None
         self._later: asyncio.TimerHandle | None = None
+        self._again: asyncio.TimerHandle | None = None
+        self._again_in = AGAIN_FIRST
 
     # --- when ----------------------------------------------------------------------------------
 
@@ -125,8 +128,10 @@ class Resync:
                 unknown = await self._read_list(projected)
             except Exception as exc:
                 errors.append(f"txid list: {exc or type(exc).__name__}")
+                self._list_at = None  # a failed read does not wait out the interval
             else:
                 self._seeded(len(projected))
+        self._run_again(failed=bool(errors))
         found += await self._examine(candidates, unknown, errors)
         result = "error" if errors else "ok"
         m.backfill_runs.labels(result).inc()
@@ -141,6 +146,17 @@ class Resync:
             len(unknown), found,
         )  # fmt: skip
         return found
+
+    def _run_again(self, *, failed: bool) -> None:
+        """After a source failed (projected blocks, txid list, esplora pages), resync again
+        with backoff: what that source would have shown is unseen until then."""
+        if not failed:
+            self._again_in = AGAIN_FIRST
+            return
+        if self._again is not None:
+            self._again.cancel()
+        self._again = asyncio.get_running_loop().call_later(self._again_in, self.p.resync.set)
+        self._again_in = min(self._again_in * 2, AGAIN_MAX)
 
     def _seeded(self, projected: int) -> None:
         if self.seeded:
