@@ -202,32 +202,45 @@ async def test_full_queue_while_up_folds_the_oldest_never_the_newest(
     assert folded(metrics, "json#0", "overflow") == 5
 
 
-async def test_alerts_still_held_at_shutdown_are_recorded_as_dropped(
+async def test_alerts_held_at_shutdown_go_out_after_the_next_start(
     store: Store, metrics: Metrics
 ) -> None:
-    """Alerts a down destination still holds when the notifier stops are not lost silently:
-    each is a `dropped` row in `deliveries`, and the backlog gauge returns to zero."""
+    """Alerts a down destination still holds when the notifier stops are saved, recorded as
+    `held`, and delivered once, as one digest, by the next run once the destination is back."""
     switch = Switch(500)
     async with Receiver(respond=switch) as receiver:
-        notifier = Notifier(settings(receiver.url()), metrics, store, delay=short_backoff)
-        await notifier.start()
-        task = asyncio.create_task(notifier.run())
-        for n in range(1, 4):
-            notifier.submit(detected(n))
-        await wait_for(lambda: up(metrics, "json#0") == 0, what="the destination to be down")
-        await notifier.close(timeout=0.2)
-        await task
+        first = Notifier(settings(receiver.url()), metrics, store, delay=short_backoff)
+        async with running(first):
+            for n in range(1, 4):
+                first.submit(detected(n))
+            await wait_for(lambda: up(metrics, "json#0") == 0, what="the destination to be down")
+            await first.close(timeout=0.2)
 
-    def dropped(cursor: Any) -> list[tuple[Any, ...]]:
-        sql = "SELECT txid, error FROM deliveries WHERE result = 'dropped' ORDER BY txid"
-        return [tuple(row) for row in cursor.execute(sql).fetchall()]
+        def held(cursor: Any) -> list[tuple[Any, ...]]:
+            sql = "SELECT txid, error FROM deliveries WHERE result = 'held' ORDER BY txid"
+            return [tuple(row) for row in cursor.execute(sql).fetchall()]
 
-    assert await store.read(dropped) == [(txid(n), "still queued at shutdown") for n in (1, 2, 3)]
-    assert switch.accepted == []
-    backlog = metrics.registry.get_sample_value(
-        "whale_notification_backlog_messages", {"destination": "json#0"}
-    )
-    assert backlog == 0
+        carried = "carried over to the next start"
+        assert await store.read(held) == [(txid(n), carried) for n in (1, 2, 3)]
+        assert switch.accepted == []
+        backlog = metrics.registry.get_sample_value(
+            "whale_notification_backlog_messages", {"destination": "json#0"}
+        )
+        assert backlog == 0
+
+        switch.status = 200
+        second = Notifier(settings(receiver.url()), metrics, store, delay=short_backoff)
+        async with running(second):
+            await wait_for(lambda: switch.accepted != [], what="the held alerts")
+            second.submit(detected(4))
+            await wait_for(lambda: switch.told(4) == 1, what="a new whale")
+    titles = [r.payload["title"] for r in switch.accepted]
+    assert titles == [
+        "🐋 3 whale alerts while the destination was down",
+        "🐋 1,234.5 BTC → Binance (inflow)",
+    ]
+    assert [switch.told(n) for n in range(1, 5)] == [1] * 4  # none lost, none twice
+    assert await store.take_outbox() == []  # taken by the second start, not kept twice
 
 
 async def _failed_rows(store: Store, tag: str) -> int:

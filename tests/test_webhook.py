@@ -175,6 +175,29 @@ async def test_a_webhook_that_was_down_gets_one_signed_digest(
     assert bot.rejected == 0  # every attempt, retries included, carried a valid signature
 
 
+async def test_a_webhook_down_at_shutdown_gets_its_whales_signed_after_the_next_start(
+    store: Store, metrics: Metrics
+) -> None:
+    """Whales a webhook had not taken when the notifier stopped are posted by the next run, as
+    one signed digest whose events carry the same whale objects the first run would have sent."""
+    bot = Bot(KEY, status=500)
+    async with Receiver(respond=bot) as receiver:
+        hook = settings(receiver.url("/hook", "http"))
+        first = Notifier(hook, metrics, store, delay=short_backoff)
+        async with running(first, timeout=0.2):
+            for n in range(1, 4):
+                first.submit(detected(n, btc=100.0 * n))
+            await wait_for(lambda: len(receiver.received) >= 3, what="retries and a probe")
+        bot.status = 200
+        async with running(Notifier(hook, metrics, store, delay=short_backoff)):
+            await wait_for(lambda: bot.verified != [], what="the carried-over digest")
+    [digest] = bot.verified
+    assert (digest["kind"], digest["reason"], digest["count"]) == ("digest", "outage", 3)
+    expected = [dict(webhook.plain_json(detected(n, btc=100.0 * n).signal)) for n in (1, 2, 3)]
+    assert sorted((e["whale"] for e in digest["events"]), key=lambda w: w["txid"]) == expected
+    assert bot.rejected == 0
+
+
 async def test_webhook_url_and_secret_never_leak(
     store: Store, metrics: Metrics, caplog: pytest.LogCaptureFixture
 ) -> None:

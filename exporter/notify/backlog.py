@@ -74,6 +74,10 @@ class Backlog:
         """`out` could not be delivered: the destination is down and `out` is held."""
         if self.down_since is None:
             self.down_since = now
+        self.hold(out)
+
+    def hold(self, out: Outgoing) -> None:
+        """Hold `out` for the next digest (alerts carried over from the last run)."""
         self._held.add(out)
         self._overflowed = False
 

@@ -25,10 +25,10 @@ import httpx
 from exporter import logs
 from exporter.config import Settings, env_name, flag
 from exporter.core.models import Event
-from exporter.errors import ConfigError
+from exporter.errors import ConfigError, StoreUnavailable
 from exporter.metrics import Metrics
 from exporter.notify import alertmanager as relay_format
-from exporter.notify import webhook
+from exporter.notify import outbox, webhook
 from exporter.notify.backlog import Backlog
 from exporter.notify.delivery import (
     Delay,
@@ -191,6 +191,7 @@ class Notifier:
         since = now - self._settings.retention_days * DAY
         router.load(await self._store.notification_keys(since), now)
         self._metrics.notify_dedup_keys.set(router.key_count)
+        await self._carry_over()
         log.info(
             "notifier: %d destination(s) by tag %s; %d dedup keys loaded",
             len(self._lanes),
@@ -276,7 +277,8 @@ class Notifier:
                     await self._records.join()
             except TimeoutError:
                 log.warning(
-                    "notifier: %d notification(s) still queued after %.1f s; dropping them",
+                    "notifier: %d notification(s) still queued after %.1f s; they go out "
+                    "after the next start",
                     sum(len(lane.backlog) for lane in self._lanes.values()),
                     timeout,
                 )
@@ -294,34 +296,34 @@ class Notifier:
             self._guard = None
 
     async def _record_leftovers(self) -> None:
-        """Store what the stopped recorder left, and every alert dropped at shutdown, so a
-        lost alert is visible in `deliveries` (result "dropped")."""
+        """Store what the stopped recorder left, and carry every message a destination has not
+        taken over to the next start (`outbox.py`), recorded as `held` in `deliveries`."""
         rows: list[KeyRow | DeliveryRow] = []
         while not self._records.empty():
             rows.append(self._records.get_nowait())
-        now = self._clock()
+        held, kept = _left_at_stop(self._lanes, self._clock())
         for lane in self._lanes.values():
-            left = lane.backlog.drain(now)
-            if lane.sending is not None:
-                left.insert(0, lane.sending)
-                lane.sending = None
-            for out in left:
-                for chain_id, txid in out.items or ((None, None),):
-                    rows.append(
-                        ("delivery", now, chain_id, txid, out.tag, out.kind, 0, "dropped",
-                         "still queued at shutdown")
-                    )  # fmt: skip
             self._update_gauges(lane)
-        if not rows or not self._store.is_open:
+        if not (rows or kept) or not self._store.is_open:
             return
         try:
-            await self._store.record_notifications(rows)
+            await self._store.save_outbox(kept)
+            await self._store.record_notifications([*rows, *held])
         except Exception as exc:
-            log.warning(
-                "notifier: cannot store %d record(s) at shutdown: %s",
-                len(rows),
-                self.redact(repr(exc)),
-            )
+            log.warning("notifier: cannot store %d record(s) and %d held message(s) at "
+                        "shutdown: %s", len(rows), len(kept), self.redact(repr(exc)))  # fmt: skip
+
+    async def _carry_over(self) -> None:
+        """Hold again what destinations had not taken when the last run stopped."""
+        try:
+            carried = _hold_again(self._lanes, await self._store.take_outbox())
+        except StoreUnavailable as exc:  # kept for the next start
+            log.warning("notifier: cannot read the alerts held at the last stop: %s", exc)
+            return
+        for lane in self._lanes.values():
+            self._update_gauges(lane)
+        if carried:
+            log.info("notifier: %d alert(s) held at the last stop go out as a digest", carried)
 
     async def _digest_loop(self) -> None:
         """Send each tag's digest when its rate window ends."""
@@ -451,6 +453,47 @@ class Notifier:
             finally:
                 for _ in batch:
                     self._records.task_done()
+
+
+def _left_at_stop(
+    lanes: Mapping[str, _Lane], now: float
+) -> tuple[list[DeliveryRow], list[tuple[str, float, str]]]:
+    """What each destination has not taken (its queue, its held digest, a send cut off): a
+    `held` delivery row per alert, and an outbox entry per message."""
+    rows: list[DeliveryRow] = []
+    kept: list[tuple[str, float, str]] = []
+    for name, lane in lanes.items():
+        left = lane.backlog.drain(now)
+        if lane.sending is not None:
+            left.insert(0, lane.sending)
+            lane.sending = None
+        for out in left:
+            kept.append((name, now, outbox.encode(out)))
+            rows += [
+                ("delivery", now, chain_id, txid, out.tag, out.kind, 0, "held",
+                 "carried over to the next start")
+                for chain_id, txid in out.items or ((None, None),)
+            ]  # fmt: skip
+    return rows, kept
+
+
+def _hold_again(lanes: Mapping[str, _Lane], held: list[tuple[str, float, str]]) -> int:
+    """Put the outbox's messages back in their destinations' backlogs; returns the alerts."""
+    carried = 0
+    for name, _, text in held:
+        lane = lanes.get(name)
+        try:
+            out = outbox.decode(text)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("notifier: a held message cannot be read back: %s", exc)
+            continue
+        if lane is None:
+            log.warning("notifier: %d alert(s) held for %s, which is gone", out.count, name)
+            continue
+        lane.backlog.hold(out)
+        lane.idle.clear()
+        carried += out.count
+    return carried
 
 
 def _load_rules(path: Path | None) -> Rules:

@@ -127,6 +127,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 9: the prediction result counted with the outcome a correction replaced
     ("ALTER TABLE signals ADD COLUMN corrected_hit BOOLEAN",),
+    # 10: messages a notification destination had not taken at shutdown, for the next start
+    (
+        """CREATE TABLE outbox (
+            destination VARCHAR NOT NULL,
+            held_at DOUBLE NOT NULL,
+            message VARCHAR NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # The notifier's statements on the tables of migration 4, by the first field of its rows.
@@ -542,6 +550,14 @@ class Store:
         """Store ("key", ...) and ("delivery", ...) rows (NOTIFICATION_INSERTS) at once."""
         await self.write(_insert_notifications, batch)
 
+    async def save_outbox(self, rows: Sequence[tuple[str, float, str]]) -> None:
+        """Keep (destination, held_at, message JSON) for the next start (`notify/outbox.py`)."""
+        await self.write(_insert_outbox, rows)
+
+    async def take_outbox(self) -> list[tuple[str, float, str]]:
+        """The outbox, oldest first; it is empty afterwards."""
+        return await self.write(_take_outbox)
+
     async def delete_before(self, cutoff: float) -> int:
         """Retention: delete resolved signals detected before `cutoff`, and old delivery rows."""
         return await self.write(_delete_before, cutoff)
@@ -603,6 +619,17 @@ def _insert_notifications(con: Connection, batch: Sequence[tuple[Any, ...]]) -> 
         rows = [row[1:] for row in batch if row[0] == kind]
         if rows:
             con.executemany(statement, rows)
+
+
+def _insert_outbox(con: Connection, rows: Sequence[tuple[str, float, str]]) -> None:
+    con.executemany("INSERT INTO outbox VALUES (?, ?, ?)", list(rows))
+
+
+def _take_outbox(con: Connection) -> list[tuple[str, float, str]]:
+    rows = con.execute("SELECT destination, held_at, message FROM outbox ORDER BY held_at")
+    taken = [(str(name), float(at), str(message)) for name, at, message in rows.fetchall()]
+    con.execute("DELETE FROM outbox")
+    return taken
 
 
 def _delete_before(con: Connection, cutoff: float) -> int:
