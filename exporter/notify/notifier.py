@@ -307,7 +307,8 @@ class Notifier:
         if not (rows or kept) or not self._store.is_open:
             return
         try:
-            await self._store.save_outbox(kept)
+            if kept:
+                await self._store.save_outbox(kept)
             await self._store.record_notifications([*rows, *held])
         except Exception as exc:
             log.warning("notifier: cannot store %d record(s) and %d held message(s) at "

@@ -1,8 +1,9 @@
 """The outbox: alerts a destination has not taken at shutdown, carried over to the next start.
 
 At shutdown each message still waiting for a destination (its queue, its held digest, a send
-cut off) is saved under the destination's name, whale rows included, so a webhook's body can
-be built again without the whales' rows. At the next start the messages of destinations still
+cut off) is saved under the destination's name with the rows of the whales it speaks for, so a
+webhook's body is built again from the same whales, whatever the store holds by then. At the
+next start the messages of destinations still
 configured are held again and go out as one digest ("N whale alerts while the destination was
 down") on the first send that gets through. Pure: values in, values out.
 """
