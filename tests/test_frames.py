@@ -11,7 +11,13 @@ from support import BTC, make_tx
 from exporter.core.addresses import AddressBook
 from exporter.core.detect import detect
 from exporter.core.errors import DecodeError
-from exporter.core.frames import SequenceWatch, decode_frame, well_formed, well_formed_blocks
+from exporter.core.frames import (
+    SequenceWatch,
+    decode_frame,
+    summary_values,
+    well_formed,
+    well_formed_blocks,
+)
 
 FEES = {"fastestFee": 3, "halfHourFee": 2, "hourFee": 2, "economyFee": 1, "minimumFee": 1}
 
@@ -144,3 +150,15 @@ def test_blocks_from_rest_pass_the_stream_checks() -> None:
     absurd = {"id": "cd" * 32, "height": 2**64 - 1}
     unnamed = {"id": "not a hash", "height": 900_001}
     assert well_formed_blocks([absurd, good, unnamed, 42]) == [good]
+
+
+def test_block_summary_entries_pass_the_txid_and_value_checks() -> None:
+    """A summary entry whose txid is no txid (a path, say) or whose value no transaction can
+    hold is skipped, and the coinbase is left out; the rest keep their txid and value."""
+    coinbase = {"txid": "00" * 32, "value": 312_500_000}
+    whale = {"txid": "ab" * 32, "value": 250 * 10**8, "fee": 2_000}
+    path = {"txid": "../../internal/x", "value": 500 * 10**8}
+    absurd = {"txid": "cd" * 32, "value": 10**30}
+    fractional = {"txid": "ef" * 32, "value": 1.5}
+    entries = [coinbase, whale, path, absurd, fractional, "junk"]
+    assert summary_values(entries) == [("ab" * 32, 250 * 10**8)]

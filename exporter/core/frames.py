@@ -205,6 +205,22 @@ def well_formed_blocks(items: list[Any]) -> list[dict[str, Any]]:
     return good
 
 
+def summary_values(entries: list[Any]) -> list[tuple[str, int]]:
+    """(txid, gross value in sats) of each well-formed entry of a block summary
+    (`/api/v1/block/:hash/summary`), the coinbase (the first entry) left out. An entry with a
+    txid that is not one, or a value no transaction can hold, is skipped: its txid never
+    becomes a REST path."""
+    good = []
+    for entry in entries[1:]:
+        if not isinstance(entry, dict):
+            continue
+        try:
+            good.append((limits.txid(entry.get("txid")), limits.sats(entry.get("value"), "value")))
+        except DecodeError:
+            continue
+    return good
+
+
 def _block(item: Any) -> dict[str, Any]:
     """A `block` (or one entry of `blocks`) with a valid id, height and time, or DecodeError."""
     if not isinstance(item, dict):

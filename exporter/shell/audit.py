@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from exporter.core.detect import detect
 from exporter.core.errors import DecodeError
-from exporter.core.frames import well_formed_blocks
+from exporter.core.frames import summary_values, well_formed_blocks
 from exporter.core.models import Event, EventKind, Scoring, Signal, Status, Urgency
 from exporter.core.tracker import Step
 from exporter.errors import ExporterError, NotFound
@@ -195,19 +195,16 @@ class BlockAudit:
         floor = p.floor_sats()
         candidates = sorted(
             (
-                entry
-                for entry in summary[1:]  # the first is the coinbase
-                if isinstance(entry.get("txid"), str)
-                and isinstance(entry.get("value"), int | float)
-                and entry["value"] >= floor
-                and not p.tracker.is_known(entry["txid"])
+                (txid, value)
+                for txid, value in summary_values(summary)
+                if value >= floor and not p.tracker.is_known(txid)
             ),
-            key=lambda entry: -entry["value"],
+            key=lambda entry: -entry[1],
         )
         found = 0
-        for entry in candidates:
+        for txid, _ in candidates:
             try:
-                tx = await p.rest.tx(entry["txid"])
+                tx = await p.rest.tx(txid)
             except NotFound:
                 continue  # reorged out meanwhile
             if p.tracker.replaces_pending(tx):
