@@ -134,6 +134,14 @@ def sim_whale(sim: SimulatedMempool, btc: float = 250, **kwargs: Any) -> dict[st
     return sim.make_tx(outputs=[(sim.random_address(), int(btc * BTC))], **kwargs)
 
 
+TAIL_RATE = 1.0  # sat/vB: under 9 MvB of 5 sat/vB txs (`sim.bury`), below every projected list
+
+
+def tail_whale(sim: SimulatedMempool, btc: float = 250) -> dict[str, Any]:
+    """A whale paying TAIL_RATE: in no projected block once the mempool is buried."""
+    return sim_whale(sim, btc, fee_rate=TAIL_RATE)
+
+
 def outpoints(tx: dict[str, Any]) -> list[tuple[str, int]]:
     """The outpoints `tx` spends: what a replacement must spend too."""
     return [(i["txid"], i["vout"]) for i in tx["vin"]]

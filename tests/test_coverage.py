@@ -8,13 +8,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from conftest import EXCHANGES, StartExporter
-from support import BTC, wait_for
+from support import BTC, tail_whale, wait_for
 
 from exporter.sim.mempool import SimulatedMempool
 from exporter.sim.receiver import Receiver
 
 BINANCE, KRAKEN = list(EXCHANGES)
-TAIL_RATE = 1.0  # sat/vB: under 9 MvB of 5 sat/vB txs, below every projected-block list
 
 
 @contextlib.asynccontextmanager
@@ -25,10 +24,6 @@ async def simulated(**options: Any) -> AsyncIterator[SimulatedMempool]:
         yield sim
     finally:
         await sim.stop()
-
-
-def tail_whale(sim: SimulatedMempool, btc: float = 250) -> dict[str, Any]:
-    return sim.make_tx(outputs=[(sim.random_address(), int(btc * BTC))], fee_rate=TAIL_RATE)
 
 
 async def test_deep_tail_whale_added_during_an_outage_is_found_after_reconnect(

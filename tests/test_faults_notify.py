@@ -210,11 +210,10 @@ async def test_alerts_held_at_shutdown_go_out_after_the_next_start(
     switch = Switch(500)
     async with Receiver(respond=switch) as receiver:
         first = Notifier(settings(receiver.url()), metrics, store, delay=short_backoff)
-        async with running(first):
+        async with running(first, timeout=0.2):
             for n in range(1, 4):
                 first.submit(detected(n))
             await wait_for(lambda: up(metrics, "json#0") == 0, what="the destination to be down")
-            await first.close(timeout=0.2)
 
         def held(cursor: Any) -> list[tuple[Any, ...]]:
             sql = "SELECT txid, error FROM deliveries WHERE result = 'held' ORDER BY txid"

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from conftest import StartExporter
-from support import sim_whale, wait_for
+from support import tail_whale, wait_for
 
 from exporter.sim.mempool import SimulatedMempool
-
-TAIL_RATE = 2.0  # sat/vB: below the 9 MvB buried at 5 sat/vB, so in no projected block
 
 
 async def test_rest_faults_during_backfill_lose_and_duplicate_nothing(
@@ -19,7 +17,7 @@ async def test_rest_faults_during_backfill_lose_and_duplicate_nothing(
     sim.bury(9_000_000, fee_rate=5.0, silently=True)
     exporter = await start_exporter(sim.url, rest_timeout=1, resync_min_interval=0)
     await wait_for(lambda: exporter.value("whale_backfill_runs_total", result="ok") == 1)
-    missed = [sim_whale(sim, btc, fee_rate=TAIL_RATE) for btc in (300, 400, 500)]
+    missed = [tail_whale(sim, btc) for btc in (300, 400, 500)]
     for tx in missed:
         sim.add_silently(tx)  # in the mempool only: nobody was told
     failing, limited, hanging = (f"/api/tx/{tx['txid']}" for tx in missed)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from exporter.notify.delivery import (
     backoff,
     load_apprise,
 )
-from exporter.notify.outgoing import RELAY, Outgoing
+from exporter.notify.outgoing import RELAY, Item, Outgoing
 from exporter.notify.router import Decision, Router, Send
 from exporter.notify.rules import RELAY_TAG, Rules, parse_rules
 from exporter.redact import Redactor, url_secrets
@@ -430,12 +430,9 @@ class Notifier:
     # -- records ------------------------------------------------------------------------------
 
     def _record_delivery(self, out: Outgoing, attempt: int, result: str, error: str | None) -> None:
-        now = self._clock()
         items = out.items if result == "sent" or not out.is_digest else ()
-        for chain_id, txid in items or ((None, None),):
-            self._records.put_nowait(
-                ("delivery", now, chain_id, txid, out.tag, out.kind, attempt, result, error)
-            )
+        for row in _delivery_rows(out, items, self._clock(), attempt, result, error):
+            self._records.put_nowait(row)
 
     async def _record_loop(self) -> None:
         while True:
@@ -470,12 +467,18 @@ def _left_at_stop(
             lane.sending = None
         for out in left:
             kept.append((name, now, outbox.encode(out)))
-            rows += [
-                ("delivery", now, chain_id, txid, out.tag, out.kind, 0, "held",
-                 "carried over to the next start")
-                for chain_id, txid in out.items or ((None, None),)
-            ]  # fmt: skip
+            rows += _delivery_rows(out, out.items, now, 0, "held", "carried over to the next start")
     return rows, kept
+
+
+def _delivery_rows(
+    out: Outgoing, items: Sequence[Item], at: float, attempt: int, result: str, error: str | None
+) -> list[DeliveryRow]:
+    """One `deliveries` row per alert `items` names (one row without a whale when none)."""
+    return [
+        ("delivery", at, chain_id, txid, out.tag, out.kind, attempt, result, error)
+        for chain_id, txid in items or ((None, None),)
+    ]
 
 
 def _hold_again(lanes: Mapping[str, _Lane], held: list[tuple[str, float, str]]) -> int:
